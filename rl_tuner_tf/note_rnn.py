@@ -1,0 +1,163 @@
+"""The Note RNN: an LSTM over the 38-class melody encoding (paper section 3.1).
+
+One definition serves training (``call`` over whole sequences, which uses the
+cuDNN kernel on a GPU), the RL environment's frozen Reward RNN, the Q / Psi / G
+networks, and the exported models (``step``: one token and explicit LSTM state
+in, 38 logits and the new state out).
+
+LSTM state is a flat tuple ``(h_1, c_1, h_2, c_2, ...)`` of ``[batch, units]``
+tensors, one (h, c) pair per layer.
+"""
+import json
+import os
+
+from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+import tensorflow as tf
+
+from data_pipeline.encoding import NUM_CLASSES
+
+DEFAULT_LAYER_SIZES = (100,)
+CONFIG_FILENAME = "config.json"
+CHECKPOINT_PREFIX = "note_rnn"
+SHIPPED_CHECKPOINT_DIR = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "checkpoints", "note_rnn")
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint's architecture differs from the requested one."""
+
+
+class NoteRNN(tf.keras.Model):
+  """LSTM stack + linear read-out to 38 logits."""
+
+  def __init__(self, layer_sizes=DEFAULT_LAYER_SIZES, name="note_rnn"):
+    super().__init__(name=name)
+    self.layer_sizes = tuple(int(s) for s in layer_sizes)
+    if not self.layer_sizes or min(self.layer_sizes) <= 0:
+      raise ValueError(f"layer_sizes must be positive integers, got {layer_sizes}")
+    self.lstm_layers = [
+        tf.keras.layers.LSTM(units, return_sequences=True, return_state=True,
+                             name=f"lstm_{i}")
+        for i, units in enumerate(self.layer_sizes)]
+    self.logits_layer = tf.keras.layers.Dense(NUM_CLASSES, name="logits")
+    # Build all weights now, so checkpoints restore eagerly and step() works
+    # before any call().
+    self(tf.zeros([1, 1], tf.int32))
+
+  # -- state -----------------------------------------------------------------
+  def zero_state(self, batch_size, dtype=tf.float32):
+    return tuple(tf.zeros([batch_size, units], dtype)
+                 for units in self.layer_sizes for _ in range(2))
+
+  def state_spec(self):
+    """TensorSpecs of one (unbatched) state, for TF-Agents specs."""
+    return tuple(tf.TensorSpec([units], tf.float32)
+                 for units in self.layer_sizes for _ in range(2))
+
+  # -- sequence call -----------------------------------------------------------
+  def call(self, tokens, initial_state=None, training=False):
+    """tokens [B, T] int -> (logits [B, T, 38], final state tuple)."""
+    x = tf.one_hot(tf.cast(tokens, tf.int32), NUM_CLASSES)
+    final = []
+    for i, lstm in enumerate(self.lstm_layers):
+      init = None if initial_state is None else list(initial_state[2 * i:2 * i + 2])
+      x, h, c = lstm(x, initial_state=init, training=training)
+      final.extend([h, c])
+    return self.logits_layer(x), tuple(final)
+
+  # -- single step -------------------------------------------------------------
+  def step(self, tokens, state):
+    """tokens [B] int, state tuple -> (logits [B, 38], new state tuple)."""
+    x = tf.one_hot(tf.cast(tokens, tf.int32), NUM_CLASSES)
+    new_state = []
+    for i, lstm in enumerate(self.lstm_layers):
+      x, (h, c) = lstm.cell(x, [state[2 * i], state[2 * i + 1]])
+      new_state.extend([h, c])
+    return self.logits_layer(x), tuple(new_state)
+
+  def weight_decay_variables(self):
+    """Weight matrices (not biases) that the L2 penalty applies to."""
+    return [v for v in self.trainable_variables if "bias" not in v.name]
+
+  def get_config(self):
+    return {"layer_sizes": list(self.layer_sizes)}
+
+
+# -- checkpoints -------------------------------------------------------------
+def save(model, directory, extra_config=None):
+  """Writes ``directory/note_rnn-*`` and ``directory/config.json``."""
+  os.makedirs(directory, exist_ok=True)
+  prefix = os.path.join(directory, CHECKPOINT_PREFIX)
+  for f in os.listdir(directory):  # keep exactly one checkpoint in the folder
+    if f.startswith(CHECKPOINT_PREFIX + "-") or f == "checkpoint":
+      os.remove(os.path.join(directory, f))
+  path = tf.train.Checkpoint(model=model).write(prefix)
+  config = {"layer_sizes": list(model.layer_sizes), "checkpoint": os.path.basename(path)}
+  config.update(extra_config or {})
+  with open(os.path.join(directory, CONFIG_FILENAME), "w") as f:
+    json.dump(config, f, indent=2)
+  return path
+
+
+def read_config(directory):
+  path = os.path.join(directory, CONFIG_FILENAME)
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"No Note RNN checkpoint in {directory!r}: {CONFIG_FILENAME} is missing.")
+  with open(path) as f:
+    return json.load(f)
+
+
+def _checkpoint_shapes(path):
+  return {name: tuple(shape) for name, shape in tf.train.list_variables(path)
+          if name.startswith("model/")}
+
+
+def _expected_shapes(layer_sizes):
+  """{checkpoint key: shape} that a model with ``layer_sizes`` would write."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as tmp:
+    path = tf.train.Checkpoint(model=NoteRNN(layer_sizes)).write(
+        os.path.join(tmp, "probe"))
+    return _checkpoint_shapes(path)
+
+
+def checkpoint_path(directory):
+  return os.path.join(directory, read_config(directory)["checkpoint"])
+
+
+def check_compatible(directory, layer_sizes):
+  """Raises CheckpointMismatchError naming expected and found shapes."""
+  layer_sizes = tuple(int(s) for s in layer_sizes)
+  config = read_config(directory)
+  found = _checkpoint_shapes(checkpoint_path(directory))
+  expected = _expected_shapes(layer_sizes)
+  problems = []
+  for key, shape in sorted(expected.items()):
+    if key not in found:
+      problems.append(f"{key}: expected {shape}, missing from checkpoint")
+    elif found[key] != shape:
+      problems.append(f"{key}: expected {shape}, found {found[key]}")
+  for key in sorted(set(found) - set(expected)):
+    problems.append(f"{key}: found {found[key]}, not in the requested model")
+  if problems:
+    raise CheckpointMismatchError(
+        f"Note RNN checkpoint {directory!r} was saved with LSTM layer sizes "
+        f"{config.get('layer_sizes')}, but layer sizes {list(layer_sizes)} were "
+        "requested. Expected vs found shapes:\n  " + "\n  ".join(problems))
+  return config
+
+
+def load(directory=SHIPPED_CHECKPOINT_DIR, layer_sizes=None):
+  """Builds a NoteRNN and restores it from ``directory``.
+
+  layer_sizes: the architecture the caller needs; None takes the checkpoint's.
+  A mismatch raises CheckpointMismatchError before anything is restored.
+  """
+  config = read_config(directory)
+  if layer_sizes is None:
+    layer_sizes = config["layer_sizes"]
+  check_compatible(directory, layer_sizes)
+  model = NoteRNN(layer_sizes)
+  tf.train.Checkpoint(model=model).read(checkpoint_path(directory)).assert_consumed()
+  return model

@@ -1,0 +1,37 @@
+"""rl-tuner-tf: RL Tuner (Jaques et al., 2017) in TensorFlow 2 / TF-Agents.
+
+The dependency set is the one recorded in shared/docs/dependencies.md (verified
+to install together). Why each pin is there:
+  * tf-agents 0.19 (last release) pins typing-extensions 4.5 and tfp 0.23;
+  * tfp 0.23 and tf-agents need Keras 2, hence tf-keras (selected at import by
+    rl_tuner_tf/keras_setup.py);
+  * note-seq imports IPython, and IPython >= 8.13 cannot import with
+    typing-extensions 4.5, hence ipython<8.13.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="rl-tuner-tf",
+    version="0.1.0",
+    description="Tuning a Note RNN with RL (Q, Psi and G learning), TF2 + TF-Agents",
+    packages=find_packages(include=["rl_tuner_tf*", "data_pipeline*", "export*"]),
+    package_data={"rl_tuner_tf": ["checkpoints/note_rnn/*"]},
+    include_package_data=True,
+    python_requires=">=3.10,<3.13",
+    install_requires=[
+        "tensorflow==2.21.*",
+        "tf-keras==2.21.*",
+        "tensorflow-probability~=0.23.0",
+        "tf-agents==0.19.*",
+        "note-seq==0.0.5",
+        "ipython<8.13",
+        "numpy",
+        "absl-py",
+        "music21",
+        "matplotlib",
+        "tensorboard",
+    ],
+    extras_require={
+        "test": ["pytest", "tensorflow-serving-api==2.*"],
+    },
+)
