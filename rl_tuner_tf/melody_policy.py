@@ -1,0 +1,68 @@
+"""How each model turns network outputs into a distribution over the next note,
+and the on-disk layout of a tuned melody model.
+
+Policies (paper section 3 / reference section 4):
+  note_rnn : softmax(reward logits)                 -- the Note RNN alone
+  q, rl_only: greedy argmax_a Q(s, a)     (Eq. 5);  sampled as softmax(Q)
+  psi      : pi(a|s) = softmax(Psi(s, .)) (Eq. 12)
+  g        : pi(a|s) ∝ p(a|s) exp(G(s, a)) (Eq. 14) = softmax(log p + G)
+
+A tuned model on disk (``save_tuned`` / ``load_tuned``):
+  <model_dir>/tuned.json        {"algorithm": ..., plus provenance}
+  <model_dir>/q_network/        note_rnn.save() of the trained Q/Psi/G network
+  <model_dir>/reward_rnn/       note_rnn.save() of the frozen Reward RNN
+"""
+import json
+import os
+
+from rl_tuner_tf import keras_setup  # noqa: F401
+import tensorflow as tf
+
+from rl_tuner_tf import note_rnn
+
+ALGORITHMS = ("q", "psi", "g", "rl_only")
+MODEL_KINDS = ("note_rnn",) + ALGORITHMS
+TUNED_CONFIG = "tuned.json"
+
+
+def policy_logits(kind, action_values, reward_logits):
+  """Unnormalised log-probabilities of the sampling policy, [B, 38].
+
+  kind: one of MODEL_KINDS. action_values: the Q/Psi/G network's outputs
+  (ignored for note_rnn). reward_logits: the Reward RNN's (Note RNN's) logits.
+  """
+  if kind == "note_rnn":
+    return reward_logits
+  if kind in ("q", "rl_only", "psi"):  # Eq. 5 sampled / Eq. 12
+    return action_values
+  if kind == "g":  # Eq. 14: log p(a|s) + G(s, a)
+    return tf.nn.log_softmax(reward_logits, axis=-1) + action_values
+  raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+
+
+def greedy_actions(kind, action_values, reward_logits):
+  return tf.argmax(policy_logits(kind, action_values, reward_logits), axis=-1,
+                   output_type=tf.int32)
+
+
+def save_tuned(model_dir, algorithm, q_network, reward_rnn, extra=None):
+  if algorithm not in ALGORITHMS:
+    raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+  note_rnn.save(q_network, os.path.join(model_dir, "q_network"))
+  note_rnn.save(reward_rnn, os.path.join(model_dir, "reward_rnn"))
+  config = {"algorithm": algorithm}
+  config.update(extra or {})
+  with open(os.path.join(model_dir, TUNED_CONFIG), "w") as f:
+    json.dump(config, f, indent=2)
+
+
+def load_tuned(model_dir):
+  """-> (algorithm, q_network, reward_rnn, config)."""
+  path = os.path.join(model_dir, TUNED_CONFIG)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{model_dir!r} is not a tuned melody model ({TUNED_CONFIG} missing)")
+  with open(path) as f:
+    config = json.load(f)
+  q_network = note_rnn.load(os.path.join(model_dir, "q_network"))
+  reward_rnn = note_rnn.load(os.path.join(model_dir, "reward_rnn"))
+  return config["algorithm"], q_network, reward_rnn, config
