@@ -32,6 +32,6 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest", "tensorflow-serving-api==2.*"],
+        "test": ["pytest"],
     },
 )

@@ -19,17 +19,34 @@ def ensure_legacy_keras():
   tf = sys.modules.get("tensorflow")
   if tf is None:
     return
-  keras_mod = sys.modules.get("keras")
-  # If tf.keras was already materialised as Keras 3, legacy Keras cannot be
-  # switched on any more in this process.
-  bound = getattr(tf, "__dict__", {}).get("keras")
-  name = getattr(bound, "__name__", "") if bound is not None else ""
-  if name and not name.startswith("tf_keras"):
+  # tf.keras is a KerasLazyLoader that picks its Keras on first attribute
+  # access; once it picked Keras 3, this process cannot switch any more.
+  loader = tf.__dict__.get("keras")
+  version = loader.__dict__.get("_tfll_keras_version") if loader is not None else None
+  if version is None and loader is not None and "_tfll_mode" not in loader.__dict__:
+    # The loader has already replaced itself by the module it loaded.
+    version = "tf_keras" if loader.__name__.startswith("tf_keras") else loader.__name__
+  if version is not None and version != "tf_keras":
     raise ImportError(
-        "rl_tuner_tf needs Keras 2 (tf-keras) but tf.keras was already used as "
-        f"Keras 3 ({name}) in this process. Set {_VAR}=1 in the environment or "
-        "import rl_tuner_tf before using tf.keras.")
-  del keras_mod
+        "rl_tuner_tf needs Keras 2 (the tf-keras package), but tf.keras was "
+        f"already used as {version} in this process. Set {_VAR}=1 in the "
+        "environment, or import rl_tuner_tf before the first use of tf.keras.")
+  bound = sys.modules.get("tensorflow.keras")
+  if bound is not None and not bound.__name__.startswith("tf_keras") and bound is not loader:
+    raise ImportError(
+        "rl_tuner_tf needs Keras 2 (the tf-keras package), but tensorflow.keras "
+        f"was already imported as {bound.__name__}. Set {_VAR}=1 in the "
+        "environment, or import rl_tuner_tf before tensorflow.keras.")
+  # TensorFlow imported without the variable searches Keras 3's API folder
+  # first for `import tensorflow.keras...` submodules; put tf-keras' first,
+  # as TensorFlow itself does when the variable is set at its import.
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.find_spec("tf_keras.api._v2.keras")
+  if spec is not None and spec.submodule_search_locations:
+    legacy_dir = os.path.dirname(list(spec.submodule_search_locations)[0])
+    paths = list(getattr(tf, "__path__", []))
+    if paths[:1] != [legacy_dir]:
+      tf.__path__ = [legacy_dir] + [p for p in paths if p != legacy_dir]
 
 
 ensure_legacy_keras()

@@ -1,0 +1,127 @@
+"""MIDI files <-> 38-class token melodies, through note-seq NoteSequences.
+
+    midi_file_to_melodies(path)            MIDI file -> [int8 token arrays]
+    tokens_to_note_sequence(tokens, qpm)   tokens -> NoteSequence (4/4, 16ths)
+    tokens_to_midi_file(tokens, path, qpm) tokens -> MIDI file (80 qpm default)
+
+Reading never guesses at bytes itself: note_seq.midi_io (pretty_midi/mido)
+parses the file.  Unusable files raise `UnusableFileError` whose `reason` is one
+of the short strings in `SKIP_REASONS` (the manifest counts them).
+
+This module does not import TensorFlow, so pipeline workers start quickly.
+"""
+import collections
+import os
+
+from note_seq import midi_io
+from note_seq.protobuf import music_pb2
+
+from data_pipeline import encoding
+from data_pipeline import melodies as melodies_lib
+
+MIDI_HEADER = b"MThd"
+MIDI_EXTENSIONS = (".mid", ".midi", ".kar", ".smf")
+
+SKIP_REASONS = (
+    "empty file",
+    "not a MIDI file",
+    "corrupt or truncated MIDI",
+    "no notes",
+    "drum-only",
+    "polyphonic-only",
+    "no melody passed the filters",
+    "unexpected error",
+)
+
+
+class UnusableFileError(Exception):
+  """A file that yields no melody; `reason` is one of SKIP_REASONS."""
+
+  def __init__(self, reason, detail=""):
+    super().__init__(f"{reason}: {detail}" if detail else reason)
+    self.reason = reason
+    self.detail = detail
+
+
+def read_midi_file(path):
+  """MIDI file -> NoteSequence, or UnusableFileError (empty / non-MIDI / corrupt)."""
+  with open(path, "rb") as f:
+    data = f.read()
+  if not data:
+    raise UnusableFileError("empty file")
+  # Standard MIDI files start with MThd; RIFF-wrapped MIDI (RMID) holds one.
+  if not (data.startswith(MIDI_HEADER) or
+          (data.startswith(b"RIFF") and MIDI_HEADER in data[:64])):
+    raise UnusableFileError("not a MIDI file", "no MThd header")
+  if not data.startswith(MIDI_HEADER):
+    data = data[data.index(MIDI_HEADER):]
+  try:
+    return midi_io.midi_to_note_sequence(data)
+  except Exception as e:  # pylint: disable=broad-except
+    # pretty_midi/mido raise many types (EOFError, KeyError, ValueError, ...)
+    # for truncated or corrupt data; note_seq wraps most as MIDIConversionError.
+    raise UnusableFileError("corrupt or truncated MIDI",
+                            f"{type(e).__name__}: {e}") from e
+
+
+def note_sequence_to_melodies(sequence, config=melodies_lib.MelodyConfig(),
+                              stats=None):
+  """NoteSequence -> [int8 token arrays]; UnusableFileError when none."""
+  try:
+    return melodies_lib.note_sequence_to_token_melodies(sequence, config, stats)
+  except melodies_lib.NoMelodyReason as e:
+    raise UnusableFileError(str(e)) from e
+
+
+def midi_file_to_melodies(path, config=melodies_lib.MelodyConfig(),
+                          stats=None):
+  """MIDI file -> list of int8 token arrays (values 0..37), one per melody.
+
+  Raises UnusableFileError (with `.reason`) when the file yields no melody.
+  """
+  return note_sequence_to_melodies(read_midi_file(path), config, stats)
+
+
+def process_midi_file(path, config=melodies_lib.MelodyConfig()):
+  """Never raises: -> (melodies, reason or None, detail, stats dict)."""
+  stats = collections.Counter()
+  try:
+    return midi_file_to_melodies(path, config, stats), None, "", dict(stats)
+  except UnusableFileError as e:
+    return [], e.reason, e.detail, dict(stats)
+  except Exception as e:  # pylint: disable=broad-except
+    return [], "unexpected error", f"{type(e).__name__}: {e}", dict(stats)
+
+
+def tokens_to_note_sequence(tokens, qpm=encoding.DEFAULT_QPM, velocity=100,
+                            program=0):
+  """Token melody -> NoteSequence at `qpm` in 4/4 (16th-note steps).
+
+  Note-off (0) ends the sounding note, no-event (1) holds it, 2..37 start MIDI
+  pitch 48..83; the end of the melody ends any held note.
+  """
+  if qpm <= 0:
+    raise ValueError(f"qpm must be > 0, got {qpm}")
+  melody = melodies_lib.tokens_to_melody(tokens)
+  sequence = melody.to_sequence(velocity=velocity, program=program, qpm=qpm)
+  time_signature = sequence.time_signatures.add()
+  time_signature.numerator = 4
+  time_signature.denominator = 4
+  key = sequence.key_signatures.add()
+  key.key = 0
+  key.mode = music_pb2.NoteSequence.KeySignature.MAJOR
+  sequence.total_time = max(sequence.total_time, len(melody) * 60.0 / qpm /
+                            encoding.STEPS_PER_QUARTER)
+  return sequence
+
+
+def tokens_to_midi_file(tokens, path, qpm=encoding.DEFAULT_QPM):
+  """Writes a token melody as a MIDI file; returns `path`."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  midi_io.note_sequence_to_midi_file(tokens_to_note_sequence(tokens, qpm), path)
+  return path
+
+
+def is_midi_path(path):
+  return path.lower().endswith(MIDI_EXTENSIONS)

@@ -1,0 +1,66 @@
+"""TFRecord layout of the melody dataset.
+
+A dataset directory holds, per split in SPLITS, shards named
+``{split}-{i:05d}-of-{n:05d}.tfrecord``; each record is a ``tf.train.Example``
+with one feature ``tokens`` (int64 list, variable length, values 0..37).
+``manifest.json`` beside them describes the build (see build_dataset).
+"""
+from rl_tuner_tf import keras_setup  # noqa: F401  (before tensorflow)
+
+import glob
+import os
+
+import tensorflow as tf
+
+SPLITS = ("train", "validation")
+MANIFEST = "manifest.json"
+TOKENS_FEATURE = "tokens"
+
+
+def shard_name(split, index, num_shards):
+  return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def shard_paths(tfrecord_dir, split):
+  """Sorted shard files of `split` in `tfrecord_dir`."""
+  return sorted(glob.glob(os.path.join(tfrecord_dir, f"{split}-*-of-*.tfrecord")))
+
+
+def tokens_to_example(tokens):
+  feature = tf.train.Feature(
+      int64_list=tf.train.Int64List(value=[int(t) for t in tokens]))
+  return tf.train.Example(features=tf.train.Features(
+      feature={TOKENS_FEATURE: feature}))
+
+
+def write_shards(tfrecord_dir, split, melodies, num_shards):
+  """Writes melodies round-robin into `num_shards` shards; returns the names."""
+  num_shards = max(1, int(num_shards))
+  names = [shard_name(split, i, num_shards) for i in range(num_shards)]
+  writers = [tf.io.TFRecordWriter(os.path.join(tfrecord_dir, n + ".partial"))
+             for n in names]
+  try:
+    for i, tokens in enumerate(melodies):
+      writers[i % num_shards].write(tokens_to_example(tokens).SerializeToString())
+  finally:
+    for w in writers:
+      w.close()
+  for n in names:
+    os.replace(os.path.join(tfrecord_dir, n + ".partial"),
+               os.path.join(tfrecord_dir, n))
+  return names
+
+
+def remove_shards(tfrecord_dir):
+  """Deletes every shard (and partial shard) of every split in the directory."""
+  for split in SPLITS:
+    for pattern in (f"{split}-*-of-*.tfrecord", f"{split}-*-of-*.tfrecord.partial"):
+      for path in glob.glob(os.path.join(tfrecord_dir, pattern)):
+        os.remove(path)
+
+
+def parse_tokens(serialized):
+  """Serialized Example -> int32 [T] tokens (graph op, for Dataset.map)."""
+  parsed = tf.io.parse_single_example(
+      serialized, {TOKENS_FEATURE: tf.io.VarLenFeature(tf.int64)})
+  return tf.cast(tf.sparse.to_dense(parsed[TOKENS_FEATURE]), tf.int32)

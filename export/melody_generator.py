@@ -1,0 +1,270 @@
+"""The exported melody model: a ``tf.Module`` whose ``tf.function``s become the
+SavedModel signatures served by TF Serving.
+
+A melody model is a policy network (the Q / Psi / G network of a tuned model)
+plus the Reward RNN (the frozen Note RNN). A bare Note RNN export is the same
+module with a single network that plays both roles (kind ``note_rnn``: action
+values = logits). Generation follows the RL Tuner's composition loop
+(reference section 3): the networks are primed, then at every step both
+networks read the previous note, the next note is drawn from the policy's
+logits (``melody_policy.policy_logits``: Eq. 5 / 12 / 14) and its log p under
+the Reward RNN is recorded.
+
+Signatures (all inputs validated in the graph; violations raise
+``InvalidArgumentError`` naming the input and the limit):
+
+  serving_default / generate
+      primer int32 [B, T] (T >= 1), num_steps int32 [], temperature float32 []
+      (0 = greedy argmax), seed int64 [] (stateless RNG: same seed, same
+      output) -> tokens int32 [B, num_steps], log_p float32 [B, num_steps].
+      The primer runs through both networks (its last token is the first
+      "previous note"); the whole loop is one ``tf.while_loop``.
+  generate_random_primer
+      batch_size int32 [], num_steps, temperature, seed -> primer int32 [B, 1]
+      (a uniformly random class, drawn from the seed), tokens, log_p.
+  step
+      token int32 [B] + state tensors -> action_values, logits (Reward RNN),
+      policy_logits, log_softmax of the logits, and the new state under the
+      same names as the state inputs (feed them straight back).
+  initial_state
+      batch_size int32 [] -> the zero state, named as ``step``'s state inputs.
+
+State tensor names: ``q_h0, q_c0, q_h1, ...`` for the policy network and
+``reward_h0, reward_c0, ...`` for the Reward RNN (a bare Note RNN export has
+only the ``reward_*`` ones), each float32 [B, units of that layer].
+"""
+from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+import tensorflow as tf
+
+from data_pipeline.encoding import NUM_CLASSES
+from rl_tuner_tf import melody_policy
+
+# Documented serving limits (also exported flags of export.saved_model).
+DEFAULT_MAX_STEPS = 1024
+DEFAULT_MAX_BATCH = 4096
+
+# Second word of the stateless seed pair used for the random primer; the
+# generation steps use 0, 1, 2, ... so the streams never collide.
+_PRIMER_STREAM = -1
+
+
+def _state_names(prefix, layer_sizes):
+  names = []
+  for i in range(len(layer_sizes)):
+    names.extend([f"{prefix}_h{i}", f"{prefix}_c{i}"])
+  return names
+
+
+def _state_units(layer_sizes):
+  return [units for units in layer_sizes for _ in range(2)]
+
+
+class MelodyGenerator(tf.Module):
+  """Generation + single-step serving functions over a melody model.
+
+  Args:
+    kind: one of ``melody_policy.MODEL_KINDS``.
+    reward_rnn: the Note RNN (Reward RNN) — gives log p, and is the whole
+      model for kind ``note_rnn``.
+    q_network: the tuned Q / Psi / G network; must be None for ``note_rnn``.
+    max_steps, max_batch: limits enforced in the graph.
+  """
+
+  def __init__(self, kind, reward_rnn, q_network=None,
+               max_steps=DEFAULT_MAX_STEPS, max_batch=DEFAULT_MAX_BATCH,
+               name="melody_generator"):
+    super().__init__(name=name)
+    if kind not in melody_policy.MODEL_KINDS:
+      raise ValueError(f"unknown model kind {kind!r}; expected one of "
+                       f"{melody_policy.MODEL_KINDS}")
+    if (kind == "note_rnn") != (q_network is None):
+      raise ValueError("kind 'note_rnn' takes no q_network; tuned kinds need one "
+                       f"(kind={kind!r}, q_network={'given' if q_network else None})")
+    if int(max_steps) < 1 or int(max_batch) < 1:
+      raise ValueError(f"max_steps and max_batch must be >= 1, got "
+                       f"{max_steps}, {max_batch}")
+    self.kind = kind
+    self.reward_rnn = reward_rnn
+    self.q_network = q_network
+    self.max_steps = int(max_steps)
+    self.max_batch = int(max_batch)
+
+    self._reward_names = _state_names("reward", reward_rnn.layer_sizes)
+    self._q_names = ([] if q_network is None else
+                     _state_names("q", q_network.layer_sizes))
+    self.state_names = tuple(self._q_names + self._reward_names)
+    units = ([] if q_network is None else _state_units(q_network.layer_sizes))
+    units += _state_units(reward_rnn.layer_sizes)
+    self._state_units = tuple(units)
+
+    scalar = lambda dtype, n: tf.TensorSpec([], dtype, name=n)  # noqa: E731
+    self.generate = tf.function(
+        self._generate, input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="primer"),
+            scalar(tf.int32, "num_steps"), scalar(tf.float32, "temperature"),
+            scalar(tf.int64, "seed")])
+    self.generate_random_primer = tf.function(
+        self._generate_random_primer, input_signature=[
+            scalar(tf.int32, "batch_size"), scalar(tf.int32, "num_steps"),
+            scalar(tf.float32, "temperature"), scalar(tf.int64, "seed")])
+    self.step = tf.function(
+        self._step_signature, input_signature=(
+            [tf.TensorSpec([None], tf.int32, name="token")] +
+            [tf.TensorSpec([None, u], tf.float32, name=n)
+             for n, u in zip(self.state_names, self._state_units)]))
+    self.initial_state = tf.function(
+        self._initial_state, input_signature=[scalar(tf.int32, "batch_size")])
+
+  def signatures(self):
+    """{signature name: concrete function} for ``tf.saved_model.save``."""
+    generate = self.generate.get_concrete_function()
+    return {
+        "serving_default": generate,
+        "generate": generate,
+        "generate_random_primer": self.generate_random_primer.get_concrete_function(),
+        "step": self.step.get_concrete_function(),
+        "initial_state": self.initial_state.get_concrete_function(),
+    }
+
+  # -- the networks, one step ------------------------------------------------
+  def zero_state(self, batch_size):
+    return tuple(tf.zeros([batch_size, u], tf.float32) for u in self._state_units)
+
+  def network_step(self, tokens, state):
+    """tokens [B], flat state -> (action_values, reward_logits, new state)."""
+    n_q = len(self._q_names)
+    reward_logits, reward_state = self.reward_rnn.step(tokens, state[n_q:])
+    if self.q_network is None:
+      return reward_logits, reward_logits, tuple(reward_state)
+    action_values, q_state = self.q_network.step(tokens, state[:n_q])
+    return action_values, reward_logits, tuple(q_state) + tuple(reward_state)
+
+  def _choose(self, logits, temperature, seed, t):
+    """Greedy argmax at temperature 0, else a stateless sample of
+    softmax(logits / temperature) seeded by (seed, t)."""
+    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    safe_t = tf.where(temperature > 0.0, temperature, tf.ones_like(temperature))
+    sampled = tf.random.stateless_categorical(
+        logits / safe_t, 1, seed=tf.stack([seed, tf.cast(t, tf.int64)]),
+        dtype=tf.int32)[:, 0]
+    return tf.where(temperature > 0.0, sampled, greedy)
+
+  # -- validation -------------------------------------------------------------
+  def _check_batch(self, batch_size, what):
+    return [
+        tf.debugging.assert_greater_equal(
+            batch_size, 1, message=f"{what}: batch size must be >= 1"),
+        tf.debugging.assert_less_equal(
+            batch_size, self.max_batch,
+            message=f"{what}: batch size must be <= {self.max_batch} "
+                    "(the export's max_batch)"),
+    ]
+
+  def _check_tokens(self, tokens, what):
+    return [
+        tf.debugging.assert_greater_equal(
+            tokens, 0, message=f"{what}: tokens must be in [0, {NUM_CLASSES})"),
+        tf.debugging.assert_less(
+            tokens, NUM_CLASSES,
+            message=f"{what}: tokens must be in [0, {NUM_CLASSES})"),
+    ]
+
+  def _check_generation_args(self, num_steps, temperature):
+    return [
+        tf.debugging.assert_greater_equal(
+            num_steps, 1, message="num_steps must be >= 1"),
+        tf.debugging.assert_less_equal(
+            num_steps, self.max_steps,
+            message=f"num_steps must be <= {self.max_steps} (the export's max_steps)"),
+        tf.debugging.Assert(
+            tf.math.is_finite(temperature) & (temperature >= 0.0),
+            ["temperature must be finite and >= 0 (0 = greedy); got", temperature]),
+    ]
+
+  # -- signatures --------------------------------------------------------------
+  def _generate(self, primer, num_steps, temperature, seed):
+    checks = self._check_batch(tf.shape(primer)[0], "primer")
+    checks += [tf.debugging.assert_greater_equal(
+        tf.shape(primer)[1], 1, message="primer: needs at least one token (T >= 1)")]
+    checks += self._check_tokens(primer, "primer")
+    checks += self._check_generation_args(num_steps, temperature)
+    with tf.control_dependencies(checks):
+      primer = tf.identity(primer)
+      num_steps = tf.identity(num_steps)
+    return self._run(primer, num_steps, temperature, seed)
+
+  def _generate_random_primer(self, batch_size, num_steps, temperature, seed):
+    checks = self._check_batch(batch_size, "batch_size")
+    checks += self._check_generation_args(num_steps, temperature)
+    with tf.control_dependencies(checks):
+      batch_size = tf.identity(batch_size)
+      num_steps = tf.identity(num_steps)
+    # A uniformly random first note (reference section 3: the composition is
+    # primed with a random note and a zero LSTM state).
+    primer = tf.random.stateless_uniform(
+        [batch_size, 1], seed=tf.stack([seed, tf.constant(_PRIMER_STREAM, tf.int64)]),
+        minval=0, maxval=NUM_CLASSES, dtype=tf.int32)
+    outputs = self._run(primer, num_steps, temperature, seed)
+    outputs["primer"] = primer
+    return outputs
+
+  def _run(self, primer, num_steps, temperature, seed):
+    """The in-graph composition loop. primer [B, T] (validated)."""
+    batch_size = tf.shape(primer)[0]
+    primer_len = tf.shape(primer)[1]
+    state = self.zero_state(batch_size)
+
+    # Prime: every primer token but the last sets the state; the last one is
+    # the first "previous note" of the composition loop.
+    def prime_body(i, state):
+      _, _, new_state = self.network_step(primer[:, i], state)
+      return i + 1, new_state
+
+    _, state = tf.while_loop(
+        lambda i, _: i < primer_len - 1, prime_body, (tf.constant(0), state))
+
+    tokens_ta = tf.TensorArray(tf.int32, size=num_steps, element_shape=[None])
+    log_p_ta = tf.TensorArray(tf.float32, size=num_steps, element_shape=[None])
+
+    def body(t, prev, state, tokens_ta, log_p_ta):
+      action_values, reward_logits, new_state = self.network_step(prev, state)
+      logits = melody_policy.policy_logits(self.kind, action_values, reward_logits)
+      token = self._choose(logits, temperature, seed, t)
+      # log p(a|s) under the Reward RNN (reference section 4: logit minus
+      # log-sum-exp of the 38 logits).
+      log_p = tf.gather(tf.nn.log_softmax(reward_logits, axis=-1), token,
+                        axis=1, batch_dims=1)
+      return (t + 1, token, new_state, tokens_ta.write(t, token),
+              log_p_ta.write(t, log_p))
+
+    _, _, _, tokens_ta, log_p_ta = tf.while_loop(
+        lambda t, *_: t < num_steps, body,
+        (tf.constant(0), primer[:, -1], state, tokens_ta, log_p_ta))
+    return {"tokens": tf.transpose(tokens_ta.stack()),
+            "log_p": tf.transpose(log_p_ta.stack())}
+
+  def _step_signature(self, token, *state):
+    batch_size = tf.shape(token)[0]
+    checks = self._check_batch(batch_size, "token")
+    checks += self._check_tokens(token, "token")
+    for name, s in zip(self.state_names, state):
+      checks.append(tf.debugging.assert_equal(
+          tf.shape(s)[0], batch_size,
+          message=f"state {name}: batch size differs from token's"))
+    with tf.control_dependencies(checks):
+      token = tf.identity(token)
+    action_values, reward_logits, new_state = self.network_step(token, state)
+    outputs = {
+        "action_values": action_values,
+        "logits": reward_logits,
+        "log_probs": tf.nn.log_softmax(reward_logits, axis=-1),
+        "policy_logits": melody_policy.policy_logits(
+            self.kind, action_values, reward_logits),
+    }
+    outputs.update(zip(self.state_names, new_state))
+    return outputs
+
+  def _initial_state(self, batch_size):
+    with tf.control_dependencies(self._check_batch(batch_size, "batch_size")):
+      batch_size = tf.identity(batch_size)
+    return dict(zip(self.state_names, self.zero_state(batch_size)))
