@@ -69,7 +69,7 @@ def with_action(state, action):
 
   Entries after ``beat`` are left as they were (unused).
   """
-  action = tf.convert_to_tensor(action, tf.int32)
+  action = tf.cast(action, tf.int32)
   return tf.where(positions(state) == state.beat, action[:, tf.newaxis],
                   state.notes)
 

@@ -39,9 +39,12 @@ def last_motif(state, action, bar_length=BAR_LENGTH):
   return is_motif, distinct, window
 
 
-def is_repeated_motif(state, action, bar_length=BAR_LENGTH):
-  """-> (repeated [B] bool, distinct [B] int32): rule 6 fires."""
-  is_motif, distinct, window = last_motif(state, action, bar_length)
+def is_repeated_motif(state, action, bar_length=BAR_LENGTH, motif=None):
+  """-> (repeated [B] bool, distinct [B] int32): rule 6 fires.
+
+  motif: ``last_motif(state, action, bar_length)`` if already computed.
+  """
+  is_motif, distinct, window = motif or last_motif(state, action, bar_length)
   if state.notes.shape[1] is not None and state.notes.shape[1] < bar_length:
     return tf.zeros_like(is_motif), distinct
   # All bar_length-windows of the stored composition, by start index i.
@@ -55,17 +58,20 @@ def is_repeated_motif(state, action, bar_length=BAR_LENGTH):
   return repeated, distinct
 
 
+def bonus_value(fires, distinct, reward_amount, bonus_per_note):
+  """reward_amount + max(0, bonus_per_note (distinct - 3)) where ``fires``."""
+  extra = tf.cast(distinct - MIN_DISTINCT_NOTES, tf.float32)
+  value = reward_amount + tf.maximum(0.0, bonus_per_note * extra)
+  return tf.where(fires, value, 0.0)
+
+
 def motif_reward(state, action, reward_amount=MOTIF_REWARD,
                  bonus_per_note=MOTIF_BONUS_PER_NOTE):
   is_motif, distinct, _ = last_motif(state, action)
-  extra = tf.cast(distinct - MIN_DISTINCT_NOTES, tf.float32)
-  value = reward_amount + tf.maximum(0.0, bonus_per_note * extra)
-  return tf.where(is_motif, value, 0.0)
+  return bonus_value(is_motif, distinct, reward_amount, bonus_per_note)
 
 
 def repeated_motif_reward(state, action, reward_amount=REPEATED_MOTIF_REWARD,
                           bonus_per_note=REPEATED_MOTIF_BONUS_PER_NOTE):
   repeated, distinct = is_repeated_motif(state, action)
-  extra = tf.cast(distinct - MIN_DISTINCT_NOTES, tf.float32)
-  value = reward_amount + tf.maximum(0.0, bonus_per_note * extra)
-  return tf.where(repeated, value, 0.0)
+  return bonus_value(repeated, distinct, reward_amount, bonus_per_note)

@@ -28,6 +28,9 @@ BUILTIN_RULES = ("key", "tonic", "repetition", "autocorrelation", "motif",
                  "unique_extremes")
 DEFAULT_WEIGHTS = {name: 1.0 for name in BUILTIN_RULES}
 
+EVENT_NAMES = ("not_in_key", "starts_with_tonic", "repeated", "in_motif",
+               "in_repeated_motif", "leap_resolved", "leap_doubled")
+
 _CUSTOM_RULES = collections.OrderedDict()
 
 
@@ -84,12 +87,14 @@ def resolve_weights(weights=None):
 
 def evaluate_note(state, action, weights=None):
   """All rules, their weighted sum r_MT and Table 1 events for ``action``."""
-  action = tf.convert_to_tensor(action, tf.int32)
+  action = tf.cast(action, tf.int32)
   weights = resolve_weights(weights)
 
   repeated = repetition.is_excessive_repetition(state, action)
-  in_motif, _, _ = motif.last_motif(state, action)
-  in_repeated_motif, _ = motif.is_repeated_motif(state, action)
+  last_motif = motif.last_motif(state, action)
+  in_motif, distinct, _ = last_motif
+  in_repeated_motif, _ = motif.is_repeated_motif(state, action,
+                                                 motif=last_motif)
   leap_outcome, leap_state = leap_resolution.leap_step(state, action)
   not_in_key = key.not_in_key(action)
 
@@ -99,8 +104,11 @@ def evaluate_note(state, action, weights=None):
   per_rule["repetition"] = tf.where(repeated, repetition.PENALTY, 0.0)
   per_rule["autocorrelation"] = autocorrelation.autocorrelation_reward(
       state, action)
-  per_rule["motif"] = motif.motif_reward(state, action)
-  per_rule["repeated_motif"] = motif.repeated_motif_reward(state, action)
+  per_rule["motif"] = motif.bonus_value(  # rule 5
+      in_motif, distinct, motif.MOTIF_REWARD, motif.MOTIF_BONUS_PER_NOTE)
+  per_rule["repeated_motif"] = motif.bonus_value(  # rule 6
+      in_repeated_motif, distinct, motif.REPEATED_MOTIF_REWARD,
+      motif.REPEATED_MOTIF_BONUS_PER_NOTE)
   per_rule["preferred_intervals"] = intervals.preferred_intervals_reward(
       state, action)
   per_rule["leap_resolution"] = leap_resolution.outcome_reward(leap_outcome)

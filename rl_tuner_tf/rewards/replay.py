@@ -10,6 +10,7 @@ from rl_tuner_tf import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
+from data_pipeline.encoding import NUM_CLASSES
 from rl_tuner_tf.rewards import composition
 from rl_tuner_tf.rewards import music_theory
 
@@ -29,8 +30,7 @@ def _replay(tokens, weights):
   num_notes = tokens.shape[1]
   state = composition.initial_state(batch_size, num_notes)
   names = music_theory.rule_names()
-  event_names = ("not_in_key", "starts_with_tonic", "repeated", "in_motif",
-                 "in_repeated_motif", "leap_resolved", "leap_doubled")
+  event_names = music_theory.EVENT_NAMES
 
   def arrays(dtype, n):
     return [tf.TensorArray(dtype, size=num_notes) for _ in range(n)]
@@ -60,22 +60,42 @@ def _replay(tokens, weights):
 _COMPILED = {}
 
 
+def check_melodies(tokens):
+  """Validates int melodies [N, T] of class tokens; returns them as int32."""
+  if not tf.is_tensor(tokens):
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2:
+      raise ValueError(f"melodies must be [N, T], got shape {tokens.shape}")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= NUM_CLASSES):
+      raise ValueError(f"melody tokens must lie in [0, {NUM_CLASSES - 1}], "
+                       f"found [{tokens.min()}, {tokens.max()}]")
+    if not np.issubdtype(tokens.dtype, np.integer):
+      raise ValueError(f"melody tokens must be integers, got {tokens.dtype}")
+  elif len(tokens.shape) != 2:
+    raise ValueError(f"melodies must be [N, T], got shape {tokens.shape}")
+  return tf.cast(tokens, tf.int32)
+
+
+def compiled(builder, num_notes, weights=None):
+  """A cached tf.function ``f(tokens [None, num_notes] int32)`` running
+  ``builder(tokens, resolved_weights)``; rebuilt when the rule set changes."""
+  resolved = music_theory.resolve_weights(weights)
+  custom = music_theory._CUSTOM_RULES  # pylint: disable=protected-access
+  cache_key = (builder, int(num_notes), tuple(sorted(resolved.items())),
+               tuple((name, id(fn)) for name, fn in custom.items()))
+  fn = _COMPILED.get(cache_key)
+  if fn is None:
+    fn = tf.function(
+        lambda t: builder(t, resolved),
+        input_signature=[tf.TensorSpec([None, int(num_notes)], tf.int32)])
+    _COMPILED[cache_key] = fn
+  return fn
+
+
 def replay_melodies(tokens, weights=None):
   """tokens [N, T] int (T static) -> Replay, computed in a tf.function.
 
   One compiled graph per (T, rule set, weights); any N reuses it.
   """
-  tokens = np.asarray(tokens) if not tf.is_tensor(tokens) else tokens
-  if len(tokens.shape) != 2:
-    raise ValueError(f"melodies must be [N, T], got shape {tokens.shape}")
-  resolved = music_theory.resolve_weights(weights)
-  cache_key = (int(tokens.shape[1]), tuple(music_theory.rule_names()),
-               tuple(sorted(resolved.items())),
-               tuple(id(f) for f in music_theory._CUSTOM_RULES.values()))  # pylint: disable=protected-access
-  fn = _COMPILED.get(cache_key)
-  if fn is None:
-    fn = tf.function(
-        lambda t: _replay(t, resolved),
-        input_signature=[tf.TensorSpec([None, cache_key[0]], tf.int32)])
-    _COMPILED[cache_key] = fn
-  return fn(tf.cast(tokens, tf.int32))
+  tokens = check_melodies(tokens)
+  return compiled(_replay, tokens.shape[1], weights)(tokens)

@@ -1,0 +1,120 @@
+"""Sampling melodies from a model for evaluation (reference section 7).
+
+Each melody is composed like training without exploration: LSTM states zero,
+a first observation that is a random note (uniform over classes 0..36 as the
+original, whose draw never reaches class 37; ``prime_all_classes`` draws
+0..37), then for each of 32 steps the next note is *sampled* from the model's
+policy softmax (``melody_policy.policy_logits``: Note RNN softmax(logits),
+Q / RL-only softmax(Q) (Eq. 5 sampled), Psi softmax(Psi) (Eq. 12), G
+softmax(G + log p) (Eq. 14)). The log p(a|s) of every sampled note under the
+Reward RNN (the Note RNN) is recorded with it.
+
+All 32 steps run in one ``tf.function`` (a graph loop); batches of melodies
+are drawn with stateless random ops, so a seed gives the same melodies.
+"""
+import weakref
+
+from rl_tuner_tf import keras_setup  # noqa: F401
+import numpy as np
+import tensorflow as tf
+
+from data_pipeline import encoding
+from rl_tuner_tf import melody_policy
+
+DEFAULT_BATCH_SIZE = 10000
+ORIGINAL_PRIME_CLASSES = encoding.NUM_CLASSES - 1  # 0..36, the original's draw
+
+_SAMPLERS = {}
+
+
+def _build_sampler(kind, q_network, reward_rnn, num_notes, prime_classes):
+  uses_q = kind != "note_rnn"
+
+  @tf.function(input_signature=[tf.TensorSpec([], tf.int32),
+                                tf.TensorSpec([2], tf.int32)])
+  def sample(batch_size, seed):
+    seeds = tf.random.experimental.stateless_split(seed, num_notes + 1)
+    previous = tf.random.stateless_uniform(
+        [batch_size], seeds[0], 0, prime_classes, dtype=tf.int32)
+    reward_state = reward_rnn.zero_state(batch_size)
+    q_state = q_network.zero_state(batch_size) if uses_q else ()
+    tokens = tf.TensorArray(tf.int32, size=num_notes)
+    log_ps = tf.TensorArray(tf.float32, size=num_notes)
+    for t in tf.range(num_notes):
+      reward_logits, reward_state = reward_rnn.step(previous, reward_state)
+      if uses_q:
+        action_values, q_state = q_network.step(previous, q_state)
+      else:
+        action_values = reward_logits
+      logits = melody_policy.policy_logits(kind, action_values, reward_logits)
+      action = tf.random.stateless_categorical(
+          logits, 1, seeds[t + 1], dtype=tf.int32)[:, 0]
+      log_p = tf.gather(tf.nn.log_softmax(reward_logits, axis=-1), action,
+                        axis=1, batch_dims=1)
+      tokens = tokens.write(t, action)
+      log_ps = log_ps.write(t, log_p)
+      previous = action
+    return tf.transpose(tokens.stack()), tf.transpose(log_ps.stack())
+
+  return sample
+
+
+def _sampler(kind, q_network, reward_rnn, num_notes, prime_classes):
+  key = (kind, id(q_network), id(reward_rnn), num_notes, prime_classes)
+  entry = _SAMPLERS.get(key)
+  if entry is not None:
+    q_ref, r_ref, fn = entry
+    if (q_ref() if q_ref else None) is q_network and r_ref() is reward_rnn:
+      return fn
+  fn = _build_sampler(kind, q_network, reward_rnn, num_notes, prime_classes)
+  _SAMPLERS[key] = (weakref.ref(q_network) if q_network is not None else None,
+                    weakref.ref(reward_rnn), fn)
+  return fn
+
+
+def generate_melodies(kind, q_network, reward_rnn, num_melodies, seed,
+                      num_notes=32, batch_size=DEFAULT_BATCH_SIZE,
+                      prime_all_classes=False):
+  """Samples melodies from a model's policy.
+
+  kind: "note_rnn", "q", "psi", "g" or "rl_only".
+  q_network: the trained Q / Psi / G network (a NoteRNN; ignored and may be
+    None for "note_rnn"). reward_rnn: the frozen Note RNN.
+  Returns (tokens np.int32 [N, num_notes], log_p np.float32 [N, num_notes]):
+  the notes and their log p(a|s) under reward_rnn.
+  """
+  if kind not in melody_policy.MODEL_KINDS:
+    raise ValueError(f"unknown model kind {kind!r}; expected one of "
+                     f"{melody_policy.MODEL_KINDS}")
+  if kind != "note_rnn" and q_network is None:
+    raise ValueError(f"model kind {kind!r} needs a q_network")
+  for name, value in (("num_melodies", num_melodies), ("num_notes", num_notes),
+                      ("batch_size", batch_size)):
+    if int(value) < 1:
+      raise ValueError(f"{name} must be >= 1, got {value}")
+  prime_classes = (encoding.NUM_CLASSES if prime_all_classes
+                   else ORIGINAL_PRIME_CLASSES)
+  fn = _sampler(kind, q_network if kind != "note_rnn" else None, reward_rnn,
+                int(num_notes), prime_classes)
+  tokens, log_ps = [], []
+  for i, start in enumerate(range(0, int(num_melodies), int(batch_size))):
+    n = min(int(batch_size), int(num_melodies) - start)
+    # One stateless seed per batch: (seed, batch index).
+    t, lp = fn(tf.constant(n, tf.int32),
+               tf.constant([int(seed) % (2**31 - 1), i], tf.int32))
+    tokens.append(t.numpy())
+    log_ps.append(lp.numpy())
+  return (np.concatenate(tokens).astype(np.int32),
+          np.concatenate(log_ps).astype(np.float32))
+
+
+def figure2_point(kind, q_network, reward_rnn, num_melodies=100, seed=0,
+                  num_notes=32, weights=None):
+  """(mean log p(a|s), mean r_MT per note) of freshly sampled melodies --
+  one point of Figure 2 (the reference's 100 melodies, reporting the mean
+  rather than the original's last-note reward)."""
+  from rl_tuner_tf.evaluation import table1  # pylint: disable=g-import-not-at-top
+  tokens, log_p = generate_melodies(kind, q_network, reward_rnn, num_melodies,
+                                    seed, num_notes=num_notes)
+  return (float(log_p.mean()),
+          table1.mean_music_theory_reward(tokens, weights=weights))

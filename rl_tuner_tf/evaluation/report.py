@@ -1,0 +1,166 @@
+"""Figure 2 plots and the one-page HTML report of a run.
+
+Layout read here (written by ``rl_tuner_tf.train`` and ``rl_tuner_tf.evaluate``):
+  <run_dir>/<algorithm>/figure2.csv       columns step,mean_log_p,mean_r_mt
+  <eval_dir>/<model>/table1.json          Table 1 statistics of one model
+  <eval_dir>/<model>/samples/*.png|.wav   piano rolls and audio
+where eval_dir is <run_dir>/evaluation when it exists, else <run_dir>.
+The HTML embeds every image and sound as a base64 data URI, so the single
+file can be copied anywhere.
+"""
+import base64
+import csv
+import glob
+import html
+import json
+import os
+
+from rl_tuner_tf.evaluation import table1
+
+FIGURE2_CSV = "figure2.csv"
+FIGURE2_QUANTITIES = (
+    ("mean_log_p", "Mean log p(a|s) under the Reward RNN"),
+    ("mean_r_mt", "Mean music-theory reward r_MT per note"),
+)
+REPORT_FILENAME = "report.html"
+ALGORITHM_ORDER = ("note_rnn", "q", "psi", "g", "rl_only")
+
+
+def _order(names):
+  known = [n for n in ALGORITHM_ORDER if n in names]
+  return known + sorted(n for n in names if n not in ALGORITHM_ORDER)
+
+
+def read_figure2_csv(path):
+  """-> {"step": [...], "mean_log_p": [...], "mean_r_mt": [...]}."""
+  columns = {"step": [], "mean_log_p": [], "mean_r_mt": []}
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f)
+    missing = set(columns) - set(reader.fieldnames or ())
+    if missing:
+      raise ValueError(f"{path}: missing column(s) {sorted(missing)}; "
+                       f"found {reader.fieldnames}")
+    for row in reader:
+      columns["step"].append(int(float(row["step"])))
+      columns["mean_log_p"].append(float(row["mean_log_p"]))
+      columns["mean_r_mt"].append(float(row["mean_r_mt"]))
+  return columns
+
+
+def plot_figure2(run_dir, output_dir=None):
+  """One PNG per quantity, every algorithm's curve on it -> [png paths].
+
+  Reads <run_dir>/<algorithm>/figure2.csv; returns [] when there is none.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  curves = {}
+  for path in glob.glob(os.path.join(run_dir, "*", FIGURE2_CSV)):
+    data = read_figure2_csv(path)
+    if data["step"]:
+      curves[os.path.basename(os.path.dirname(path))] = data
+  if not curves:
+    return []
+  output_dir = output_dir or run_dir
+  os.makedirs(output_dir, exist_ok=True)
+  paths = []
+  for key, label in FIGURE2_QUANTITIES:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in _order(curves):
+      ax.plot(curves[name]["step"], curves[name][key], marker="o",
+              markersize=3, label=name)
+    ax.set_xlabel("training step (notes)")
+    ax.set_ylabel(label)
+    ax.set_title(f"Figure 2: {label}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = os.path.join(output_dir, f"figure2_{key}.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    paths.append(path)
+  return paths
+
+
+def _data_uri(path, mime):
+  with open(path, "rb") as f:
+    return f"data:{mime};base64," + base64.b64encode(f.read()).decode("ascii")
+
+
+def _html_table(results):
+  header, rows = table1.table_cells(results)
+  out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(c)}</th>"
+                                     for c in header) + "</tr>"]
+  for row in rows:
+    out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row)
+               + "</tr>")
+  out.append("</table>")
+  out.append(f"<p>{html.escape(table1.table_footnote(results))}</p>")
+  return "\n".join(out)
+
+
+def load_table1_results(eval_dir):
+  """{model: stats} from <eval_dir>/<model>/table1.json."""
+  results = {}
+  for path in glob.glob(os.path.join(eval_dir, "*", "table1.json")):
+    with open(path) as f:
+      results[os.path.basename(os.path.dirname(path))] = json.load(f)
+  return table1.ordered(results)
+
+
+def write_report(run_dir, eval_dir=None, title=None, notes=None):
+  """Writes <run_dir>/report.html and returns its path."""
+  if not os.path.isdir(run_dir):
+    raise FileNotFoundError(f"run directory {run_dir!r} does not exist")
+  if eval_dir is None:
+    candidate = os.path.join(run_dir, "evaluation")
+    eval_dir = candidate if os.path.isdir(candidate) else run_dir
+  results = load_table1_results(eval_dir)
+  figures = plot_figure2(run_dir)
+
+  parts = [
+      "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+      f"<title>{html.escape(title or 'RL Tuner run report')}</title>",
+      "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+      "table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+      "padding:3px 8px;text-align:right}td:first-child{text-align:left}"
+      ".sample{display:inline-block;margin:6px;vertical-align:top}"
+      "</style></head><body>",
+      f"<h1>{html.escape(title or 'RL Tuner run report')}</h1>",
+      f"<p>Run directory: <code>{html.escape(os.path.abspath(run_dir))}</code></p>",
+  ]
+  if notes:
+    parts.append(f"<p>{html.escape(notes)}</p>")
+  parts.append("<h2>Table 1: music-theory statistics (ours beside the paper)</h2>")
+  if results:
+    parts.append(_html_table(results))
+  else:
+    parts.append(f"<p>No table1.json under {html.escape(eval_dir)}.</p>")
+  parts.append("<h2>Figure 2: during tuning</h2>")
+  if figures:
+    for path in figures:
+      parts.append(f"<img alt='{html.escape(os.path.basename(path))}' "
+                   f"src='{_data_uri(path, 'image/png')}'>")
+  else:
+    parts.append("<p>No figure2.csv found in the run's algorithm folders.</p>")
+  parts.append("<h2>Samples</h2>")
+  for model in results:
+    sample_dir = os.path.join(eval_dir, model, "samples")
+    pngs = sorted(glob.glob(os.path.join(sample_dir, "*.png")))
+    if not pngs:
+      continue
+    parts.append(f"<h3>{html.escape(model)}</h3>")
+    for png in pngs:
+      wav = os.path.splitext(png)[0] + ".wav"
+      parts.append("<div class='sample'>")
+      parts.append(f"<img width='480' src='{_data_uri(png, 'image/png')}'><br>")
+      if os.path.exists(wav):
+        parts.append(f"<audio controls src='{_data_uri(wav, 'audio/wav')}'>"
+                     "</audio>")
+      parts.append("</div>")
+  parts.append("</body></html>")
+  path = os.path.join(run_dir, REPORT_FILENAME)
+  with open(path, "w") as f:
+    f.write("\n".join(parts))
+  return path

@@ -1,0 +1,82 @@
+"""The evaluation job end to end on tiny random models: in process through
+``evaluation.pipeline`` and once through ``python -m rl_tuner_tf.evaluate``
+(a subprocess: its absl flags must not meet other entry points' flags)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rl_tuner_tf import keras_setup  # noqa: F401
+import tensorflow as tf
+
+from rl_tuner_tf import melody_policy
+from rl_tuner_tf import note_rnn
+from rl_tuner_tf.evaluation import pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  """A fake training run: a Note RNN checkpoint and tuned q / rl_only."""
+  root = tmp_path_factory.mktemp("eval")
+  tf.random.set_seed(0)
+  reward_rnn = note_rnn.NoteRNN()
+  note_rnn.save(reward_rnn, str(root / "note_rnn"))
+  for algorithm in ("q", "rl_only"):
+    melody_policy.save_tuned(str(root / "run" / algorithm / "model"),
+                             algorithm, note_rnn.NoteRNN(), reward_rnn)
+  with open(root / "run" / "q" / "figure2.csv", "w") as f:
+    f.write("step,mean_log_p,mean_r_mt\n0,-3.6,-2.0\n500,-3.1,-1.0\n")
+  return root
+
+
+def test_pipeline_run_dir(run_dir):
+  results, output_dir, report_path = pipeline.run(
+      note_rnn_checkpoint=str(run_dir / "note_rnn"),
+      run_dir=str(run_dir / "run"), num_melodies=12, batch_size=5,
+      num_samples=1, log=lambda _: None)
+  assert list(results) == ["note_rnn", "q", "rl_only"]
+  assert output_dir == str(run_dir / "run" / "evaluation")
+  for model in results:
+    melodies = np.load(os.path.join(output_dir, model, "melodies.npy"))
+    assert melodies.shape == (12, 32) and melodies.dtype == np.int32
+    with open(os.path.join(output_dir, model, "table1.json")) as f:
+      stats = json.load(f)
+    assert stats["num_melodies"] == 12 and stats["kind"] == model
+    assert stats["mean_log_p"] < 0
+    assert os.path.exists(os.path.join(output_dir, model, "samples",
+                                       f"{model}_0.wav"))
+  table = open(os.path.join(output_dir, "table1.md")).read()
+  assert "note_rnn (paper)" in table and "rl_only (ours)" in table
+  assert report_path == str(run_dir / "run" / "report.html")
+  page = open(report_path).read()
+  assert "<audio" in page and "figure2_mean_log_p" in page
+
+
+def test_bad_settings_fail_fast_naming_the_flag(tmp_path):
+  with pytest.raises(pipeline.SettingError, match="--num_melodies"):
+    pipeline.run(num_melodies=0)
+  with pytest.raises(pipeline.SettingError, match="--note_rnn_checkpoint"):
+    pipeline.run(note_rnn_checkpoint=str(tmp_path / "nope"))
+  with pytest.raises(pipeline.SettingError, match="--tuned_model_dirs"):
+    pipeline.run(note_rnn_checkpoint="", tuned_model_dirs=[str(tmp_path)])
+  with pytest.raises(pipeline.SettingError, match="--run_dir"):
+    pipeline.run(run_dir=str(tmp_path / "missing"))
+  assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_command_line(run_dir, tmp_path):
+  out = tmp_path / "out"
+  command = [sys.executable, "-m", "rl_tuner_tf.evaluate",
+             f"--note_rnn_checkpoint={run_dir / 'note_rnn'}",
+             f"--tuned_model_dirs={run_dir / 'run' / 'q' / 'model'}",
+             f"--output_dir={out}", "--num_melodies=6", "--num_samples=0"]
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                        timeout=600, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "Report:" in done.stdout
+  assert sorted(os.listdir(out)) == ["note_rnn", "q", "report.html", "table1.md"]
