@@ -32,6 +32,6 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "tensorflow-serving-api==2.21.*"],
     },
 )

@@ -21,7 +21,8 @@ Signatures (all inputs validated in the graph; violations raise
       "previous note"); the whole loop is one ``tf.while_loop``.
   generate_random_primer
       batch_size int32 [], num_steps, temperature, seed -> primer int32 [B, 1]
-      (a uniformly random class, drawn from the seed), tokens, log_p.
+      (a note uniform over 0..random_note_max, default 36 like the training
+      environment; drawn from the seed), tokens, log_p.
   step
       token int32 [B] + state tensors -> action_values, logits (Reward RNN),
       policy_logits, log_softmax of the logits, and the new state under the
@@ -29,23 +30,38 @@ Signatures (all inputs validated in the graph; violations raise
   initial_state
       batch_size int32 [] -> the zero state, named as ``step``'s state inputs.
 
+Sampling: next note = argmax(policy_logits + temperature * Gumbel noise), an
+exact sample of softmax(policy_logits / temperature) (the greedy argmax at 0),
+the noise drawn statelessly from (seed, step). The networks run through
+export/fused_lstm.py (same math as NoteRNN.step, fewer ops per step).
+
 State tensor names: ``q_h0, q_c0, q_h1, ...`` for the policy network and
 ``reward_h0, reward_c0, ...`` for the Reward RNN (a bare Note RNN export has
 only the ``reward_*`` ones), each float32 [B, units of that layer].
 """
+import inspect
+
 from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+import numpy as np
 import tensorflow as tf
 
 from data_pipeline.encoding import NUM_CLASSES
+from export import fused_lstm
 from rl_tuner_tf import melody_policy
 
 # Documented serving limits (also exported flags of export.saved_model).
 DEFAULT_MAX_STEPS = 1024
 DEFAULT_MAX_BATCH = 4096
 
+# The random priming note is uniform over 0..DEFAULT_RANDOM_NOTE_MAX, as in the
+# training environment (rl_tuner_tf/melody_environment.py; reference section 3:
+# the original draws 0..36, never 37). Set random_note_max=37 for all classes.
+DEFAULT_RANDOM_NOTE_MAX = 36
 # Second word of the stateless seed pair used for the random primer; the
 # generation steps use 0, 1, 2, ... so the streams never collide.
 _PRIMER_STREAM = -1
+# Smallest positive float32: keeps the Gumbel noise finite (0 * inf = nan).
+_TINY = float(np.finfo(np.float32).tiny)
 
 
 def _state_names(prefix, layer_sizes):
@@ -59,6 +75,28 @@ def _state_units(layer_sizes):
   return [units for units in layer_sizes for _ in range(2)]
 
 
+def _with_parameter_names(fn, names):
+  """Wraps ``fn(*args)`` so its Python signature names each argument: the
+  in-process ``tf.function`` then takes keywords (``step(token=..,
+  q_h0=..)``) just like the SavedModel signature does."""
+  def wrapper(*args):
+    return fn(*args)
+  kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+  wrapper.__signature__ = inspect.Signature(
+      [inspect.Parameter(n, kind) for n in names])
+  wrapper.__name__ = fn.__name__
+  return wrapper
+
+
+class _Networks:
+  """A plain (not tf.Module-tracked) holder of the Keras networks."""
+
+  def __init__(self, q_network, reward_rnn):
+    self.q_network = q_network
+    self.reward_rnn = reward_rnn
+    self.in_state_order = ([] if q_network is None else [q_network]) + [reward_rnn]
+
+
 class MelodyGenerator(tf.Module):
   """Generation + single-step serving functions over a melody model.
 
@@ -68,11 +106,12 @@ class MelodyGenerator(tf.Module):
       model for kind ``note_rnn``.
     q_network: the tuned Q / Psi / G network; must be None for ``note_rnn``.
     max_steps, max_batch: limits enforced in the graph.
+    random_note_max: random primers are uniform over 0..random_note_max.
   """
 
   def __init__(self, kind, reward_rnn, q_network=None,
                max_steps=DEFAULT_MAX_STEPS, max_batch=DEFAULT_MAX_BATCH,
-               name="melody_generator"):
+               random_note_max=DEFAULT_RANDOM_NOTE_MAX, name="melody_generator"):
     super().__init__(name=name)
     if kind not in melody_policy.MODEL_KINDS:
       raise ValueError(f"unknown model kind {kind!r}; expected one of "
@@ -80,14 +119,20 @@ class MelodyGenerator(tf.Module):
     if (kind == "note_rnn") != (q_network is None):
       raise ValueError("kind 'note_rnn' takes no q_network; tuned kinds need one "
                        f"(kind={kind!r}, q_network={'given' if q_network else None})")
+    if not 0 <= int(random_note_max) < NUM_CLASSES:
+      raise ValueError(f"random_note_max must be in [0, {NUM_CLASSES - 1}], "
+                       f"got {random_note_max}")
     if int(max_steps) < 1 or int(max_batch) < 1:
       raise ValueError(f"max_steps and max_batch must be >= 1, got "
                        f"{max_steps}, {max_batch}")
     self.kind = kind
-    self.reward_rnn = reward_rnn
-    self.q_network = q_network
+    # The Keras models stay untracked: the SavedModel only needs their
+    # variables (tracked below), not Keras' own saved call graphs, which
+    # would make every export ~10x slower to write and larger.
+    self._nets = _Networks(q_network, reward_rnn)
     self.max_steps = int(max_steps)
     self.max_batch = int(max_batch)
+    self.random_note_max = int(random_note_max)
 
     self._reward_names = _state_names("reward", reward_rnn.layer_sizes)
     self._q_names = ([] if q_network is None else
@@ -96,6 +141,10 @@ class MelodyGenerator(tf.Module):
     units = ([] if q_network is None else _state_units(q_network.layer_sizes))
     units += _state_units(reward_rnn.layer_sizes)
     self._state_units = tuple(units)
+    for net in self._nets.in_state_order:
+      fused_lstm.check_fusable(net)
+    self.network_variables = [
+        v for net in self._nets.in_state_order for v in net.variables]
 
     scalar = lambda dtype, n: tf.TensorSpec([], dtype, name=n)  # noqa: E731
     self.generate = tf.function(
@@ -108,12 +157,22 @@ class MelodyGenerator(tf.Module):
             scalar(tf.int32, "batch_size"), scalar(tf.int32, "num_steps"),
             scalar(tf.float32, "temperature"), scalar(tf.int64, "seed")])
     self.step = tf.function(
-        self._step_signature, input_signature=(
+        _with_parameter_names(self._step_signature,
+                              ("token",) + self.state_names),
+        input_signature=(
             [tf.TensorSpec([None], tf.int32, name="token")] +
             [tf.TensorSpec([None, u], tf.float32, name=n)
              for n, u in zip(self.state_names, self._state_units)]))
     self.initial_state = tf.function(
         self._initial_state, input_signature=[scalar(tf.int32, "batch_size")])
+
+  @property
+  def q_network(self):
+    return self._nets.q_network
+
+  @property
+  def reward_rnn(self):
+    return self._nets.reward_rnn
 
   def signatures(self):
     """{signature name: concrete function} for ``tf.saved_model.save``."""
@@ -130,24 +189,53 @@ class MelodyGenerator(tf.Module):
   def zero_state(self, batch_size):
     return tuple(tf.zeros([batch_size, u], tf.float32) for u in self._state_units)
 
+  def _fused_weights(self):
+    return [fused_lstm.fused_weights(net) for net in self._nets.in_state_order]
+
+  def _to_packed(self, flat_state):
+    """flat state (q..., reward...) -> [packed [B, S] per network]."""
+    packed, i = [], 0
+    for net in self._nets.in_state_order:
+      n = 2 * len(net.layer_sizes)
+      packed.append(fused_lstm.pack_state(flat_state[i:i + n]))
+      i += n
+    return packed
+
+  def _to_flat(self, packed):
+    flat = []
+    for net, p in zip(self._nets.in_state_order, packed):
+      flat.extend(fused_lstm.unpack_state(p, net.layer_sizes))
+    return tuple(flat)
+
+  def _fused_step(self, weights, tokens, packed):
+    """-> (action_values [B, 38], reward_logits [B, 38], new packed state)."""
+    logits, new_packed = [], []
+    for net, w, p in zip(self._nets.in_state_order, weights, packed):
+      l, p = fused_lstm.step(w, tokens, p, net.layer_sizes)
+      logits.append(l)
+      new_packed.append(p)
+    # Policy network first, Reward RNN last (the same one for a bare Note RNN).
+    return logits[0], logits[-1], new_packed
+
   def network_step(self, tokens, state):
-    """tokens [B], flat state -> (action_values, reward_logits, new state)."""
-    n_q = len(self._q_names)
-    reward_logits, reward_state = self.reward_rnn.step(tokens, state[n_q:])
-    if self.q_network is None:
-      return reward_logits, reward_logits, tuple(reward_state)
-    action_values, q_state = self.q_network.step(tokens, state[:n_q])
-    return action_values, reward_logits, tuple(q_state) + tuple(reward_state)
+    """tokens [B], flat state -> (action_values, reward_logits, new flat state)."""
+    action_values, reward_logits, new_packed = self._fused_step(
+        self._fused_weights(), tokens, self._to_packed(state))
+    return action_values, reward_logits, self._to_flat(new_packed)
 
   def _choose(self, logits, temperature, seed, t):
-    """Greedy argmax at temperature 0, else a stateless sample of
-    softmax(logits / temperature) seeded by (seed, t)."""
-    greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    safe_t = tf.where(temperature > 0.0, temperature, tf.ones_like(temperature))
-    sampled = tf.random.stateless_categorical(
-        logits / safe_t, 1, seed=tf.stack([seed, tf.cast(t, tf.int64)]),
-        dtype=tf.int32)[:, 0]
-    return tf.where(temperature > 0.0, sampled, greedy)
+    """The next note: argmax(logits + temperature * Gumbel noise).
+
+    For temperature > 0 this is an exact sample of softmax(logits /
+    temperature) (the Gumbel-max trick); at temperature 0 it is the greedy
+    argmax. The noise is stateless, seeded by (seed, t): same seed, same
+    melody (for a given device type and TF version).
+    """
+    uniform = tf.random.stateless_uniform(
+        tf.shape(logits), seed=tf.stack([seed, tf.cast(t, tf.int64)]),
+        minval=_TINY, maxval=1.0)
+    gumbel = -tf.math.log(-tf.math.log(uniform))
+    return tf.argmax(logits + temperature * gumbel, axis=-1, output_type=tf.int32)
 
   # -- validation -------------------------------------------------------------
   def _check_batch(self, batch_size, what):
@@ -203,7 +291,7 @@ class MelodyGenerator(tf.Module):
     # primed with a random note and a zero LSTM state).
     primer = tf.random.stateless_uniform(
         [batch_size, 1], seed=tf.stack([seed, tf.constant(_PRIMER_STREAM, tf.int64)]),
-        minval=0, maxval=NUM_CLASSES, dtype=tf.int32)
+        minval=0, maxval=self.random_note_max + 1, dtype=tf.int32)
     outputs = self._run(primer, num_steps, temperature, seed)
     outputs["primer"] = primer
     return outputs
@@ -212,12 +300,13 @@ class MelodyGenerator(tf.Module):
     """The in-graph composition loop. primer [B, T] (validated)."""
     batch_size = tf.shape(primer)[0]
     primer_len = tf.shape(primer)[1]
-    state = self.zero_state(batch_size)
+    weights = self._fused_weights()
+    state = self._to_packed(self.zero_state(batch_size))
 
     # Prime: every primer token but the last sets the state; the last one is
     # the first "previous note" of the composition loop.
     def prime_body(i, state):
-      _, _, new_state = self.network_step(primer[:, i], state)
+      _, _, new_state = self._fused_step(weights, primer[:, i], state)
       return i + 1, new_state
 
     _, state = tf.while_loop(
@@ -227,7 +316,8 @@ class MelodyGenerator(tf.Module):
     log_p_ta = tf.TensorArray(tf.float32, size=num_steps, element_shape=[None])
 
     def body(t, prev, state, tokens_ta, log_p_ta):
-      action_values, reward_logits, new_state = self.network_step(prev, state)
+      action_values, reward_logits, new_state = self._fused_step(
+          weights, prev, state)
       logits = melody_policy.policy_logits(self.kind, action_values, reward_logits)
       token = self._choose(logits, temperature, seed, t)
       # log p(a|s) under the Reward RNN (reference section 4: logit minus
