@@ -89,7 +89,7 @@ def save(model, directory, extra_config=None):
   os.makedirs(directory, exist_ok=True)
   prefix = os.path.join(directory, CHECKPOINT_PREFIX)
   for f in os.listdir(directory):  # keep exactly one checkpoint in the folder
-    if f.startswith(CHECKPOINT_PREFIX + "-") or f == "checkpoint":
+    if f.startswith((CHECKPOINT_PREFIX + ".", CHECKPOINT_PREFIX + "-")) or f == "checkpoint":
       os.remove(os.path.join(directory, f))
   path = tf.train.Checkpoint(model=model).write(prefix)
   config = {"layer_sizes": list(model.layer_sizes), "checkpoint": os.path.basename(path)}

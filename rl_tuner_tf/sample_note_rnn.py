@@ -1,0 +1,177 @@
+r"""Melodies from the Note RNN alone, written as MIDI.
+
+    python -m rl_tuner_tf.sample_note_rnn                       # shipped model
+    python -m rl_tuner_tf.sample_note_rnn --primer_note=67 --temperature=0.8 \
+        --num_melodies=4 --num_steps=128 --output_dir=/tmp/samples
+    python -m rl_tuner_tf.sample_note_rnn --primer_midi=tune.mid \
+        --checkpoint_dir=runs/note_rnn/export
+
+Each melody is the primer followed by `num_steps` sampled 16th-note steps:
+the primer (one note, or the first melody of a MIDI file) is run through the
+LSTM, then every step draws the next class from softmax(logits / temperature)
+(temperature 0: argmax) and feeds it back.  All melodies are sampled together
+in one tf.function (a tf.while_loop over steps, batched over melodies).
+"""
+import os
+import sys
+
+from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+import numpy as np
+import tensorflow as tf
+
+from data_pipeline import encoding
+from rl_tuner_tf import note_rnn
+
+
+class NoteRNNSampler:
+  """Batched autoregressive sampling from a NoteRNN (graph-compiled)."""
+
+  def __init__(self, model):
+    self.model = model
+    self._sample = tf.function(self._sample_impl)
+
+  def _sample_impl(self, primers, num_steps, temperature, seed, greedy):
+    model = self.model
+    batch = tf.shape(primers)[0]
+    if primers.shape[1] > 1:  # static: primer length is part of the trace
+      _, state = model(primers[:, :-1])
+    else:
+      state = model.zero_state(batch)
+    last = primers[:, -1]
+    out = tf.TensorArray(tf.int32, size=num_steps)
+    for i in tf.range(num_steps):
+      logits, state = model.step(last, state)
+      if greedy:
+        nxt = tf.argmax(logits, axis=-1, output_type=tf.int32)
+      else:
+        nxt = tf.random.stateless_categorical(
+            logits / temperature, 1, seed=tf.stack([seed, tf.cast(i, tf.int64)]),
+            dtype=tf.int32)[:, 0]
+      out = out.write(i, nxt)
+      last = nxt
+    return tf.transpose(out.stack())  # [B, num_steps]
+
+  def sample(self, primers, num_steps, temperature=1.0, seed=0):
+    """primers int [B, P] (P >= 1) -> sampled int32 [B, num_steps] (no primer).
+
+    temperature > 0 scales the logits; temperature == 0 takes the argmax.
+    """
+    primers = tf.convert_to_tensor(np.asarray(primers, np.int32))
+    if primers.shape.rank != 2 or primers.shape[1] < 1:
+      raise ValueError(f"primers must be [batch, length >= 1], got {primers.shape}")
+    values = primers.numpy()
+    if values.min() < 0 or values.max() >= encoding.NUM_CLASSES:
+      raise ValueError(f"primer classes must be in 0..{encoding.NUM_CLASSES - 1}")
+    if num_steps < 1:
+      raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if not temperature >= 0:
+      raise ValueError(f"temperature must be >= 0, got {temperature}")
+    greedy = temperature == 0
+    return self._sample(primers, tf.constant(num_steps, tf.int32),
+                        tf.constant(1.0 if greedy else temperature, tf.float32),
+                        tf.constant(seed, tf.int64), greedy).numpy()
+
+
+def note_primer(pitch):
+  """A one-step primer: MIDI pitch -> [class]."""
+  if not encoding.MIN_PITCH <= pitch <= encoding.MAX_PITCH:
+    raise ValueError(f"--primer_note must be a MIDI pitch in "
+                     f"{encoding.MIN_PITCH}..{encoding.MAX_PITCH}, got {pitch}")
+  return np.array([int(encoding.pitch_to_class(pitch))], np.int32)
+
+
+def midi_primer(path, max_steps=0):
+  """First melody of a MIDI file, optionally cut to `max_steps`.
+
+  Uses the data pipeline's extraction (so the primer is transposed to C major
+  / A minor like the training data) without its corpus filters on length and
+  pitch variety: any primer with one note works.
+  """
+  from data_pipeline import convert  # pylint: disable=g-import-not-at-top
+  from data_pipeline import melodies as melodies_lib  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"--primer_midi {path!r} does not exist")
+  config = melodies_lib.MelodyConfig(min_bars=0, min_unique_pitches=1,
+                                     max_steps=0)
+  melodies = convert.midi_file_to_melodies(path, config)
+  tokens = np.asarray(melodies[0], np.int32)
+  return tokens[:max_steps] if max_steps else tokens
+
+
+def write_midi(melodies, output_dir, qpm=encoding.DEFAULT_QPM, prefix="note_rnn"):
+  """Writes each token melody to output_dir/prefix_NN.mid; returns the paths."""
+  from data_pipeline import convert  # pylint: disable=g-import-not-at-top
+  os.makedirs(output_dir, exist_ok=True)
+  paths = []
+  for i, tokens in enumerate(melodies):
+    path = os.path.join(output_dir, f"{prefix}_{i:02d}.mid")
+    convert.tokens_to_midi_file(np.asarray(tokens), path, qpm=qpm)
+    paths.append(path)
+  return paths
+
+
+def _define_flags():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("checkpoint_dir", note_rnn.SHIPPED_CHECKPOINT_DIR,
+                      "Note RNN folder written by note_rnn.save (default: the "
+                      "shipped checkpoint).")
+  flags.DEFINE_string("layer_sizes", None,
+                      "Expected layer sizes, e.g. 64,64 (default: the "
+                      "checkpoint's); a mismatch is an error.")
+  flags.DEFINE_integer("primer_note", 60, "Primer MIDI pitch (48..83).")
+  flags.DEFINE_string("primer_midi", None,
+                      "Primer MIDI file (its first melody); overrides "
+                      "--primer_note.")
+  flags.DEFINE_integer("primer_steps", 0,
+                       "Use at most this many steps of --primer_midi (0: all).")
+  flags.DEFINE_integer("num_melodies", 4, "Melodies to sample.")
+  flags.DEFINE_integer("num_steps", 64, "Steps to sample after the primer.")
+  flags.DEFINE_float("temperature", 1.0, "Softmax temperature (0: argmax).")
+  flags.DEFINE_integer("seed", 0, "Sampling seed.")
+  flags.DEFINE_float("qpm", encoding.DEFAULT_QPM, "Tempo of the MIDI files.")
+  flags.DEFINE_string("output_dir", os.path.join("runs", "note_rnn_samples"),
+                      "Where the MIDI files go.")
+  return flags.FLAGS
+
+
+def main(argv):
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from data_pipeline import convert  # pylint: disable=g-import-not-at-top
+  from rl_tuner_tf import train_note_rnn  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  f = _FLAGS
+  for name in ("num_melodies", "num_steps"):
+    if f[name].value < 1:
+      raise app.UsageError(f"--{name} must be >= 1, got {f[name].value}")
+  if not f.temperature >= 0:
+    raise app.UsageError(f"--temperature must be >= 0, got {f.temperature}")
+  if f.primer_steps < 0:
+    raise app.UsageError(f"--primer_steps must be >= 0, got {f.primer_steps}")
+  if f.qpm <= 0:
+    raise app.UsageError(f"--qpm must be > 0, got {f.qpm}")
+  try:
+    layer_sizes = (train_note_rnn.parse_layer_sizes(f.layer_sizes)
+                   if f.layer_sizes else None)
+    primer = (midi_primer(f.primer_midi, f.primer_steps) if f.primer_midi
+              else note_primer(f.primer_note))
+    model = note_rnn.load(f.checkpoint_dir, layer_sizes=layer_sizes)
+  except (ValueError, FileNotFoundError, convert.UnusableFileError) as e:
+    # (ValueError includes note_rnn.CheckpointMismatchError)
+    print(f"ERROR: {e}", file=sys.stderr)
+    sys.exit(1)
+  primers = np.tile(primer[np.newaxis], [f.num_melodies, 1])
+  sampled = NoteRNNSampler(model).sample(primers, f.num_steps, f.temperature,
+                                         f.seed)
+  melodies = np.concatenate([primers, sampled], axis=1)
+  paths = write_midi(melodies, f.output_dir, qpm=f.qpm)
+  for path, tokens in zip(paths, melodies):
+    print(f"{path}: {' '.join(map(str, tokens))}")
+
+
+_FLAGS = None
+
+if __name__ == "__main__":
+  from absl import app as _app  # pylint: disable=g-import-not-at-top
+  _FLAGS = _define_flags()
+  _app.run(main)
