@@ -1,0 +1,118 @@
+"""TF-Agents policies of the tuned melody models.
+
+A ``MelodyPolicy`` runs the Q / Psi / G network (a NoteRNN) one step on the
+previous note from its LSTM state (the policy state), and turns the outputs
+into a choice of note with ``melody_policy.policy_logits``:
+
+  q, rl_only : a = argmax_a Q(s, a)                      (Eq. 5)
+  psi        : a ~ pi(a|s) = softmax(Psi(s, .))          (Eq. 12)
+  g          : a ~ pi(a|s) ∝ p(a|s) exp(G(s, a))         (Eq. 14)
+
+``greedy=True`` always takes the argmax of those logits (what epsilon-greedy
+exploration falls back to); ``greedy=False`` samples from their softmax.
+
+Policy state: the network's LSTM state. At a FIRST time step (a new
+composition) it is reset to the primed state: zero for a random priming note,
+or the state after reading the primer melody's notes before its last one --
+the same priming as the environment's Reward RNN.
+
+Policy info: ``q_state``, the LSTM state *before* the step, which the replay
+buffer stores so training can rerun the network from it (reference section 3).
+Randomness comes from a seeded, checkpointed ``tf.random.Generator``.
+"""
+from rl_tuner_tf import keras_setup  # noqa: F401
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tf_agents.policies import tf_policy
+from tf_agents.trajectories import policy_step
+
+from rl_tuner_tf import melody_environment
+from rl_tuner_tf import melody_policy
+
+SAMPLED_KINDS = ("psi", "g")
+
+
+def default_greedy(kind):
+  """Q and RL-only act greedily (Eq. 5); Psi and G sample (Eq. 12 / 14)."""
+  return kind not in SAMPLED_KINDS
+
+
+class MelodyPolicy(tf_policy.TFPolicy):
+  """Chooses the next note from the Q / Psi / G network's outputs."""
+
+  def __init__(self, time_step_spec, action_spec, q_network, kind,
+               greedy=None, primer=None, seed=0, name=None):
+    if kind not in melody_policy.ALGORITHMS:
+      raise ValueError(f"unknown algorithm {kind!r}; expected one of "
+                       f"{melody_policy.ALGORITHMS}")
+    state_spec = q_network.state_spec()
+    super().__init__(
+        time_step_spec, action_spec, policy_state_spec=state_spec,
+        info_spec={"q_state": state_spec}, clip=False,
+        automatic_state_reset=False, name=name)
+    self._q_network = q_network
+    self._kind = kind
+    self._greedy = default_greedy(kind) if greedy is None else bool(greedy)
+    self._primer = (None if primer is None
+                    else melody_environment.validate_primer(primer))
+    self._generator = tf.random.Generator.from_seed(seed)
+
+  @property
+  def kind(self):
+    return self._kind
+
+  @property
+  def generator(self):
+    return self._generator
+
+  def _get_initial_state(self, batch_size):
+    return melody_environment.primed_state(self._q_network, self._primer,
+                                           batch_size)
+
+  def _reset_at_first(self, time_step, policy_state):
+    """The primed state where a composition starts, the given state elsewhere."""
+    is_first = time_step.is_first()
+
+    def reset():
+      initial = self._get_initial_state(tf.shape(is_first)[0])
+      return tuple(tf.where(is_first[:, None], i, s)
+                   for i, s in zip(initial, policy_state))
+    return tf.cond(tf.reduce_any(is_first), reset,
+                   lambda: tuple(tf.identity(s) for s in policy_state))
+
+  def logits_and_state(self, time_step, policy_state):
+    """-> (policy logits [B, 38], state before, state after)."""
+    state = self._reset_at_first(time_step, tuple(policy_state))
+    observation = time_step.observation
+    values, new_state = self._q_network.step(observation["note"], state)
+    logits = melody_policy.policy_logits(self._kind, values,
+                                         observation["reward_logits"])
+    return logits, state, new_state
+
+  def _select(self, logits, time_step):
+    del time_step
+    if self._greedy:
+      return tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return sample_from_logits(self._generator, logits)
+
+  def _action(self, time_step, policy_state, seed=None):
+    del seed  # randomness comes from self._generator
+    logits, state, new_state = self.logits_and_state(time_step, policy_state)
+    action = self._select(logits, time_step)
+    return policy_step.PolicyStep(action, new_state, {"q_state": state})
+
+  def _distribution(self, time_step, policy_state):
+    logits, state, new_state = self.logits_and_state(time_step, policy_state)
+    if self._greedy:
+      dist = tfp.distributions.Deterministic(
+          tf.argmax(logits, axis=-1, output_type=tf.int32))
+    else:
+      dist = tfp.distributions.Categorical(logits=logits, dtype=tf.int32)
+    return policy_step.PolicyStep(dist, new_state, {"q_state": state})
+
+
+def sample_from_logits(generator, logits):
+  """One sample per row of softmax(logits), from a tf.random.Generator."""
+  seeds = generator.make_seeds(1)[:, 0]
+  return tf.random.stateless_categorical(
+      logits, 1, seed=seeds, dtype=tf.int32)[:, 0]

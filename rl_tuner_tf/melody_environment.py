@@ -1,0 +1,288 @@
+"""The melody-composition environment of RL Tuner, batched and in the graph.
+
+A TF-Agents ``TFEnvironment`` that composes ``batch_size`` melodies at once,
+all in lockstep (reference section 3). An episode is one composition of
+``num_notes_in_melody`` (32) sixteenth-note steps:
+
+  reset  -> prime: composition empty, beat 0, leap state cleared; the first
+            observation is a random note (uniform over classes
+            0..random_note_max, 36 as in the original) with the Reward RNN's
+            LSTM state zero, or the last note of a primer melody with the
+            Reward RNN's state after the notes before it.
+  step(a)-> the reward for appending note ``a`` (Eq. 3), the composition
+            grows by one note, and the observation becomes ``a``.
+  After the 32nd note the time step is LAST; the next ``step`` primes a new
+  composition (TF-Agents' automatic reset) and ignores its action.
+
+Observation (dict):
+  note          [] int32   the previous note (what the networks read next)
+  reward_logits [38] f32   the frozen Reward RNN's logits at this state, so a
+                           policy can form p(a|s) (G's Eq. 14) and the G
+                           target can use log p(a'|s') (Eq. 13).
+
+Reward (Eq. 3):  r = log p(a|s) + r_MT(a, s) / c, log p the Reward RNN's
+log-softmax at the action. With ``include_log_p=False`` (G-learning and the
+RL-only baseline) r = r_MT / c: G brings log p in through its target instead.
+
+LAST steps carry discount 1: the original stores no terminal flag, so its
+targets bootstrap through the end of a composition; ``terminal_discount``
+changes that.
+
+The environment owns the frozen Reward RNN and its LSTM state, and the
+rewards' ``CompositionState``. Per-rule rewards, log p and r_MT are summed
+into ``stats`` variables on every step (``read_and_reset_stats`` gives their
+means), so training can log them without leaving the graph.
+"""
+import collections
+
+from rl_tuner_tf import keras_setup  # noqa: F401
+import numpy as np
+import tensorflow as tf
+from tf_agents.environments import tf_environment
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import time_step as ts
+
+from data_pipeline import encoding
+from rl_tuner_tf import rewards
+
+NUM_NOTES_IN_MELODY = 32
+DEFAULT_RANDOM_NOTE_MAX = 36  # the original's draw: classes 0..36 (37 never)
+
+
+def observation_spec(num_classes=encoding.NUM_CLASSES):
+  return collections.OrderedDict(
+      note=tensor_spec.BoundedTensorSpec([], tf.int32, 0, num_classes - 1,
+                                         name="note"),
+      reward_logits=tensor_spec.TensorSpec([num_classes], tf.float32,
+                                           name="reward_logits"))
+
+
+def action_spec(num_classes=encoding.NUM_CLASSES):
+  return tensor_spec.BoundedTensorSpec([], tf.int32, 0, num_classes - 1,
+                                       name="note")
+
+
+def validate_primer(primer):
+  """-> int32 numpy [P] primer tokens, or a clear ValueError."""
+  primer = np.asarray(primer)
+  if primer.ndim != 1 or primer.size == 0:
+    raise ValueError(f"primer must be a non-empty 1-D token sequence, got "
+                     f"shape {primer.shape}")
+  if not np.issubdtype(primer.dtype, np.integer):
+    raise ValueError(f"primer tokens must be integers, got {primer.dtype}")
+  if primer.min() < 0 or primer.max() >= encoding.NUM_CLASSES:
+    raise ValueError(f"primer tokens must be in [0, {encoding.NUM_CLASSES - 1}]"
+                     f", got {primer.min()}..{primer.max()}")
+  return primer.astype(np.int32)
+
+
+def primed_state(network, primer, batch_size):
+  """LSTM state of ``network`` after reading primer[:-1] (zero if P == 1).
+
+  The environment (Reward RNN) and the policies (Q-network) share this, so
+  both networks start a composition from the same primer.
+  """
+  state = network.zero_state(batch_size)
+  if primer is None or len(primer) < 2:
+    return state
+  prefix = tf.tile(tf.constant(primer[None, :-1], tf.int32), [batch_size, 1])
+  _, state = network(prefix, initial_state=state)
+  return state
+
+
+class MelodyEnvironment(tf_environment.TFEnvironment):
+  """Batched in-graph melody environment (see the module docstring)."""
+
+  def __init__(self, reward_rnn, batch_size, c=0.5, include_log_p=True,
+               num_notes_in_melody=NUM_NOTES_IN_MELODY,
+               random_note_max=DEFAULT_RANDOM_NOTE_MAX, primer=None,
+               reward_weights=None, terminal_discount=1.0, seed=0,
+               name="melody_environment"):
+    """Args:
+      reward_rnn: a NoteRNN, used frozen (the caller passes a copy).
+      batch_size: compositions composed in parallel.
+      c: the paper's c in Eq. 3 (reward_scaler = 1 / c in the original).
+      include_log_p: True for Q / Psi (Eq. 3), False for G and RL-only.
+      random_note_max: the random priming note is uniform over 0..this.
+      primer: optional 1-D tokens; primes every composition instead.
+      reward_weights: {rule: weight} for r_MT (rewards.resolve_weights).
+    """
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not c > 0:
+      raise ValueError(f"c must be > 0, got {c}")
+    if num_notes_in_melody < 1:
+      raise ValueError(f"num_notes_in_melody must be >= 1, got "
+                       f"{num_notes_in_melody}")
+    if not 0 <= random_note_max < encoding.NUM_CLASSES:
+      raise ValueError(f"random_note_max must be in [0, "
+                       f"{encoding.NUM_CLASSES - 1}], got {random_note_max}")
+    time_step_spec = ts.time_step_spec(observation_spec())
+    super().__init__(time_step_spec, action_spec(), batch_size)
+    self._reward_rnn = reward_rnn
+    self._c = float(c)
+    self._include_log_p = bool(include_log_p)
+    self._num_notes = int(num_notes_in_melody)
+    self._random_note_max = int(random_note_max)
+    self._primer = None if primer is None else validate_primer(primer)
+    self._weights = rewards.resolve_weights(reward_weights)
+    self._terminal_discount = float(terminal_discount)
+    self.rule_names = tuple(self._weights)
+    self._module = tf.Module(name=name)  # holds the trackable state
+    m = self._module
+    b = batch_size
+    with tf.name_scope(name):
+      m.generator = tf.random.Generator.from_seed(seed)
+      m.step_type = tf.Variable(ts.StepType.LAST, dtype=tf.int32,
+                                trainable=False, name="step_type")
+      m.note = tf.Variable(tf.zeros([b], tf.int32), trainable=False,
+                           name="note")
+      m.reward_logits = tf.Variable(
+          tf.zeros([b, encoding.NUM_CLASSES]), trainable=False,
+          name="reward_logits")
+      m.reward_rnn_state = [
+          tf.Variable(s, trainable=False, name=f"reward_rnn_state_{i}")
+          for i, s in enumerate(reward_rnn.zero_state(b))]
+      state = rewards.initial_state(b, self._num_notes)
+      m.composition = [tf.Variable(v, trainable=False, name=f"composition_{f}")
+                       for f, v in zip(state._fields, state)]
+      m.last_reward = tf.Variable(tf.zeros([b]), trainable=False,
+                                  name="last_reward")
+      # Sums of per-note quantities since the last read_and_reset_stats().
+      stat_names = ("log_p", "r_mt") + self.rule_names
+      m.stat_sums = {k: tf.Variable(0.0, trainable=False, name=f"sum_{k}")
+                     for k in stat_names}
+      m.stat_count = tf.Variable(0.0, trainable=False, name="stat_count")
+    self._initialized = tf.Variable(False, trainable=False)
+    m.initialized = self._initialized
+
+  # -- trackable state, for checkpoints ---------------------------------------
+  @property
+  def trackable(self):
+    """A tf.Module with every variable of the environment (for tf.train.Checkpoint)."""
+    return self._module
+
+  @property
+  def c(self):
+    return self._c
+
+  @property
+  def num_notes_in_melody(self):
+    return self._num_notes
+
+  @property
+  def include_log_p(self):
+    return self._include_log_p
+
+  @property
+  def primer(self):
+    return self._primer
+
+  @property
+  def random_note_max(self):
+    return self._random_note_max
+
+  # -- helpers ------------------------------------------------------------------
+  def _composition_state(self):
+    return rewards.CompositionState(*[v.value() for v in self._module.composition])
+
+  def _assign_composition(self, state):
+    return [v.assign(x) for v, x in zip(self._module.composition, state)]
+
+  def _time_step(self, step_type, reward, discount):
+    m = self._module
+    b = self.batch_size
+    return ts.TimeStep(
+        step_type=tf.fill([b], step_type),
+        reward=reward,
+        discount=tf.fill([b], tf.cast(discount, tf.float32)),
+        observation=collections.OrderedDict(
+            note=m.note.value(), reward_logits=m.reward_logits.value()))
+
+  def _prime(self):
+    """Start new compositions; returns the FIRST time step."""
+    m = self._module
+    b = self.batch_size
+    if self._primer is None:
+      note = m.generator.uniform([b], 0, self._random_note_max + 1, tf.int32)
+    else:
+      note = tf.fill([b], tf.constant(self._primer[-1], tf.int32))
+    state = primed_state(self._reward_rnn, self._primer, b)
+    # Run the Reward RNN on the priming note now: its logits at this state
+    # go into the observation, its new state waits for the next note.
+    logits, state = self._reward_rnn.step(note, state)
+    ops = [m.note.assign(note), m.reward_logits.assign(logits),
+           m.step_type.assign(ts.StepType.FIRST),
+           m.last_reward.assign(tf.zeros([b])), self._initialized.assign(True)]
+    ops += [v.assign(s) for v, s in zip(m.reward_rnn_state, state)]
+    ops += self._assign_composition(rewards.initial_state(b, self._num_notes))
+    with tf.control_dependencies(ops):
+      return self._time_step(ts.StepType.FIRST, tf.zeros([b]), 1.0)
+
+  # -- TFEnvironment -------------------------------------------------------------
+  def _current_time_step(self):
+    def existing():
+      m = self._module
+      step_type = m.step_type.value()
+      discount = tf.where(tf.equal(step_type, ts.StepType.LAST),
+                          self._terminal_discount, 1.0)
+      return self._time_step(step_type, m.last_reward.value(), discount)
+    return tf.cond(self._initialized, existing, self._prime)
+
+  def _reset(self):
+    return self._prime()
+
+  def _step(self, action):
+    action = tf.convert_to_tensor(action, tf.int32)
+    return tf.cond(
+        tf.logical_or(
+            tf.logical_not(self._initialized),
+            tf.equal(self._module.step_type, ts.StepType.LAST)),
+        self._prime, lambda: self._compose(action))
+
+  def _compose(self, action):
+    """Appends ``action`` to every composition; returns the new time step."""
+    m = self._module
+    # Eq. 3, first term: log p(a|s) = Reward-RNN logit of a - logsumexp(logits).
+    log_p_all = tf.nn.log_softmax(m.reward_logits, axis=-1)
+    log_p = tf.gather(log_p_all, action, axis=1, batch_dims=1)
+    r_mt, per_rule, new_state = rewards.music_theory_reward(
+        self._composition_state(), action, self._weights)
+    # Eq. 3: r = log p(a|s) + r_MT(a, s) / c   (G / RL-only: r_MT / c alone).
+    reward = r_mt / self._c
+    if self._include_log_p:
+      reward = log_p + reward
+    logits, rnn_state = self._reward_rnn.step(
+        action, tuple(v.value() for v in m.reward_rnn_state))
+    done = tf.greater_equal(new_state.beat, self._num_notes)
+    step_type = tf.where(done, ts.StepType.LAST, ts.StepType.MID)
+    discount = tf.where(done, self._terminal_discount, 1.0)
+    ops = [m.note.assign(action), m.reward_logits.assign(logits),
+           m.step_type.assign(step_type), m.last_reward.assign(reward)]
+    ops += [v.assign(s) for v, s in zip(m.reward_rnn_state, rnn_state)]
+    ops += self._assign_composition(new_state)
+    ops += [m.stat_sums["log_p"].assign_add(tf.reduce_sum(log_p)),
+            m.stat_sums["r_mt"].assign_add(tf.reduce_sum(r_mt)),
+            m.stat_count.assign_add(float(self.batch_size))]
+    ops += [m.stat_sums[k].assign_add(tf.reduce_sum(v))
+            for k, v in per_rule.items() if k in m.stat_sums]
+    with tf.control_dependencies(ops):
+      return self._time_step(step_type, tf.identity(reward), discount)
+
+  # -- logging -------------------------------------------------------------------
+  def read_and_reset_stats(self):
+    """{name: mean per note since the last call} (log_p, r_mt, each rule)."""
+    m = self._module
+    count = tf.maximum(m.stat_count.value(), 1.0)
+    means = {k: v.value() / count for k, v in m.stat_sums.items()}
+    means["notes"] = m.stat_count.value()
+    with tf.control_dependencies(list(means.values())):
+      resets = [v.assign(0.0) for v in m.stat_sums.values()]
+      resets.append(m.stat_count.assign(0.0))
+    with tf.control_dependencies(resets):
+      return {k: tf.identity(v) for k, v in means.items()}
+
+  def composition(self):
+    """[B, num_notes] the compositions so far (entries >= beat unused)."""
+    fields = rewards.CompositionState._fields
+    return self._module.composition[fields.index("notes")].value()

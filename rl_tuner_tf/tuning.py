@@ -1,0 +1,313 @@
+"""One RL Tuner run, wired from TF-Agents pieces and compiled into one graph.
+
+  MelodyEnvironment (batched, B compositions)          melody_environment.py
+  RLTunerAgent + its collect policy (exploration)      agents/
+  TFUniformReplayBuffer of 2-step trajectories         (TF-Agents)
+  DynamicStepDriver: policy -> env -> replay.add_batch (TF-Agents)
+
+``Tuner.run(n)`` runs n iterations inside one ``tf.function``; an iteration
+composes one note in each of the B compositions (B notes, via the driver)
+and then trains on the paper's share of minibatches for those notes:
+B / train_every_n_notes minibatches of minibatch_size transitions
+(paper: one minibatch of 32 every 5 notes). They are taken as
+B / (train_every_n_notes * minibatches_per_update) updates, each on
+minibatches_per_update * minibatch_size transitions: ``minibatches_per_update``
+= 1 is the paper's exact schedule (200,000 updates of 32 for 1,000,000
+notes); larger values merge k paper minibatches into one update of the same
+transitions (same 6.4M transitions per run, k times fewer updates), which is
+what makes a full run fit in minutes on a CPU. To keep the pace of learning
+per note, a merged update moves the target network by 1 - (1 - eta)^k and
+the Adam learning rate is multiplied by ``lr_multiplier`` (default sqrt(k));
+see ``TuningConfig``.
+
+Everything that defines where a run is -- networks, optimizer, environment
+(compositions, Reward RNN state, random generator), policy state and random
+generators, replay buffer, counters -- is in ``Tuner.checkpoint``.
+"""
+import dataclasses
+import math
+from typing import Optional
+
+from rl_tuner_tf import keras_setup  # noqa: F401
+import tensorflow as tf
+from tf_agents.drivers import dynamic_step_driver
+from tf_agents.replay_buffers import tf_uniform_replay_buffer
+
+from rl_tuner_tf import melody_environment
+from rl_tuner_tf import note_rnn
+from rl_tuner_tf.agents import exploration
+from rl_tuner_tf.agents import rl_tuner_agent
+from rl_tuner_tf.agents import targets
+
+
+class ConfigError(ValueError):
+  """A bad setting; ``name`` is the setting (and the train.py flag)."""
+
+  def __init__(self, name, message):
+    super().__init__(f"--{name}: {message}")
+    self.name = name
+
+
+@dataclasses.dataclass
+class TuningConfig:
+  """Hyperparameters. Defaults are the paper's; the original code's values,
+  where they differ, are noted (reference section 3-5)."""
+  algorithm: str = "q"                # q | psi | g | rl_only
+  num_notes: int = 1_000_000          # notes composed (training steps)
+  c: float = 0.5                      # Eq. 3; original reward_scaler 0.1 = c 10
+  gamma: float = 0.5                  # original library default 0.95
+  learning_rate: float = 1e-3         # Adam's default, as the original
+  lr_multiplier: Optional[float] = None  # None: sqrt(minibatches_per_update)
+  target_update_rate: float = 0.01    # eta, per paper minibatch
+  minibatch_size: int = 32
+  train_every_n_notes: int = 5
+  minibatches_per_update: int = 8     # k paper minibatches per update; 1 = exact
+  replay_capacity: int = 100_000      # transitions (notes)
+  gradient_clip_norm: float = 5.0
+  exploration: str = "egreedy"        # egreedy | boltzmann
+  exploration_period: Optional[int] = None  # None: num_notes / 2 (500,000)
+  epsilon_start: float = 1.0
+  epsilon_end: float = 0.1
+  boltzmann_temperature: float = 1.0
+  num_compositions: int = 400         # B, composed in parallel
+  num_notes_in_melody: int = 32
+  random_note_max: int = 36           # original's 0..36 draw; 37 = all classes
+  terminal_discount: float = 1.0      # original: bootstraps through the end
+  seed: int = 0
+
+  def resolved_exploration_period(self):
+    if self.exploration_period is None:
+      return max(1, self.num_notes // 2)
+    return self.exploration_period
+
+  def resolved_lr_multiplier(self):
+    if self.lr_multiplier is None:
+      return math.sqrt(self.minibatches_per_update)
+    return self.lr_multiplier
+
+  def updates_per_iteration(self):
+    return self.num_compositions // (self.train_every_n_notes *
+                                     self.minibatches_per_update)
+
+  def update_batch_size(self):
+    return self.minibatch_size * self.minibatches_per_update
+
+  def validate(self):
+    """Raises ConfigError naming the first bad setting."""
+    def check(ok, name, message):
+      if not ok:
+        raise ConfigError(name, f"{message} (got {getattr(self, name)!r})")
+    check(self.algorithm in targets.ALGORITHMS, "algorithm",
+          f"must be one of {', '.join(targets.ALGORITHMS)}")
+    check(self.exploration in exploration.MODES, "exploration",
+          f"must be one of {', '.join(exploration.MODES)}")
+    for name in ("num_notes", "minibatch_size", "train_every_n_notes",
+                 "minibatches_per_update", "replay_capacity",
+                 "num_compositions", "num_notes_in_melody"):
+      value = getattr(self, name)
+      check(isinstance(value, int) and value > 0, name,
+            "must be a positive integer")
+    for name in ("c", "learning_rate", "boltzmann_temperature"):
+      value = getattr(self, name)
+      check(math.isfinite(value) and value > 0, name, "must be > 0")
+    check(0.0 <= self.gamma <= 1.0, "gamma", "must be in [0, 1]")
+    check(0.0 < self.target_update_rate <= 1.0, "target_update_rate",
+          "must be in (0, 1]")
+    check(self.gradient_clip_norm >= 0, "gradient_clip_norm", "must be >= 0")
+    check(0.0 <= self.epsilon_start <= 1.0, "epsilon_start", "must be in [0, 1]")
+    check(0.0 <= self.epsilon_end <= 1.0, "epsilon_end", "must be in [0, 1]")
+    check(self.exploration_period is None or self.exploration_period > 0,
+          "exploration_period", "must be > 0")
+    check(self.lr_multiplier is None or self.lr_multiplier > 0,
+          "lr_multiplier", "must be > 0")
+    check(0 <= self.random_note_max <= 37, "random_note_max",
+          "must be in [0, 37]")
+    check(0.0 <= self.terminal_discount <= 1.0, "terminal_discount",
+          "must be in [0, 1]")
+    check(self.num_compositions % (self.train_every_n_notes *
+                                   self.minibatches_per_update) == 0,
+          "num_compositions",
+          f"must be a multiple of train_every_n_notes * minibatches_per_update"
+          f" = {self.train_every_n_notes * self.minibatches_per_update}, so "
+          "that every note's share of training is taken")
+    check(self.num_notes % self.num_compositions == 0, "num_notes",
+          f"must be a multiple of num_compositions ({self.num_compositions})")
+    check(self.replay_capacity >= 2 * self.num_compositions, "replay_capacity",
+          f"must hold at least two notes per composition "
+          f"({2 * self.num_compositions})")
+
+
+def copy_network(source, name):
+  """A new NoteRNN with the same architecture and weights as ``source``."""
+  model = note_rnn.NoteRNN(source.layer_sizes, name=name)
+  model.set_weights(source.get_weights())
+  return model
+
+
+class Tuner:
+  """Environment, agent, replay buffer and driver of one run."""
+
+  def __init__(self, config, note_rnn_model, primer=None,
+               reward_weights=None):
+    config.validate()
+    self.config = config
+    tf.random.set_seed(config.seed)  # replay sampling's stateful random ops
+    b = config.num_compositions
+    self.q_network = copy_network(note_rnn_model, "q_network")
+    self.target_q_network = copy_network(note_rnn_model, "target_q_network")
+    self.reward_rnn = copy_network(note_rnn_model, "reward_rnn")
+    self.reward_rnn.trainable = False
+    self.env = melody_environment.MelodyEnvironment(
+        self.reward_rnn, b, c=config.c,
+        include_log_p=targets.includes_log_p_in_reward(config.algorithm),
+        num_notes_in_melody=config.num_notes_in_melody,
+        random_note_max=config.random_note_max, primer=primer,
+        reward_weights=reward_weights,
+        terminal_discount=config.terminal_discount, seed=config.seed)
+    self.notes_composed = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                      name="notes_composed")
+    self.epsilon = exploration.LinearEpsilon(
+        self.notes_composed, config.epsilon_start, config.epsilon_end,
+        config.resolved_exploration_period())
+    self.optimizer = tf.keras.optimizers.Adam(
+        config.learning_rate * config.resolved_lr_multiplier())
+    self.optimizer.build(self.q_network.trainable_variables)
+    self.agent = rl_tuner_agent.RLTunerAgent(
+        self.env.time_step_spec(), self.env.action_spec(), self.q_network,
+        self.target_q_network, config.algorithm, self.optimizer,
+        gamma=config.gamma, target_update_rate=config.target_update_rate,
+        target_updates_per_train=config.minibatches_per_update,
+        gradient_clip_norm=config.gradient_clip_norm,
+        exploration_mode=config.exploration, epsilon=self.epsilon,
+        boltzmann_temperature=config.boltzmann_temperature,
+        random_note_max=config.random_note_max, primer=primer,
+        seed=config.seed,
+        train_step_counter=tf.Variable(0, dtype=tf.int64, trainable=False,
+                                       name="train_step"))
+    self.agent.initialize()
+    # Capacity counts notes; each composition also leaves one boundary item.
+    per_row = config.replay_capacity / b
+    per_row *= (config.num_notes_in_melody + 1) / config.num_notes_in_melody
+    self.replay_buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
+        self.agent.collect_data_spec, batch_size=b,
+        max_length=int(math.ceil(per_row)))
+    self.driver = dynamic_step_driver.DynamicStepDriver(
+        self.env, self.agent.collect_policy,
+        observers=[self.replay_buffer.add_batch], num_steps=b)
+    state = self.agent.collect_policy.get_initial_state(b)
+    self._policy_state = tf.Module(name="collect_policy_state")
+    self._policy_state.values = [
+        tf.Variable(s, trainable=False, name=f"policy_state_{i}")
+        for i, s in enumerate(state)]
+    # Training statistics since the last read_and_reset_train_stats().
+    self._stats = tf.Module(name="train_stats")
+    self._stats.loss_sum = tf.Variable(0.0, trainable=False)
+    self._stats.loss_count = tf.Variable(0.0, trainable=False)
+    self._stats.value_sum = tf.Variable(0.0, trainable=False)
+    self._stats.nonfinite = tf.Variable(False, trainable=False)
+    self._stats.bad_loss = tf.Variable(0.0, trainable=False)
+    self.checkpoint = tf.train.Checkpoint(
+        q_network=self.q_network, target_q_network=self.target_q_network,
+        optimizer=self.optimizer, environment=self.env.trackable,
+        replay_buffer=self.replay_buffer,
+        collect_generator=self.agent.collect_policy.generator,
+        greedy_generator=self.agent.policy.generator,
+        policy_state=self._policy_state, notes_composed=self.notes_composed,
+        train_step=self.agent.train_step_counter)
+    self._run_fn = tf.function(self._run, autograph=False)
+
+  # -- the compiled loop ----------------------------------------------------------
+  def _train_updates(self):
+    """updates_per_iteration gradient updates, in a graph loop."""
+    cfg = self.config
+
+    def body(i):
+      experience, _ = self.replay_buffer.get_next(
+          sample_batch_size=cfg.update_batch_size(), num_steps=2)
+      loss_info = self.agent.train(experience)
+      loss = loss_info.loss
+      finite = tf.math.is_finite(loss)
+      with tf.control_dependencies([
+          self._stats.loss_sum.assign_add(tf.where(finite, loss, 0.0)),
+          self._stats.value_sum.assign_add(
+              tf.where(finite, loss_info.extra["mean_value"], 0.0)),
+          self._stats.loss_count.assign_add(1.0),
+          tf.cond(finite, lambda: tf.constant(True),
+                  lambda: self._record_bad_loss(loss))]):
+        return i + 1
+
+    done = tf.while_loop(lambda i: i < cfg.updates_per_iteration(), body,
+                         [tf.constant(0)], parallel_iterations=1)
+    with tf.control_dependencies([done]):
+      return tf.constant(True)
+
+  def _record_bad_loss(self, loss):
+    with tf.control_dependencies([self._stats.nonfinite.assign(True),
+                                  self._stats.bad_loss.assign(loss)]):
+      return tf.constant(True)
+
+  def _iteration(self):
+    b = self.config.num_compositions
+    time_step = self.env.current_time_step()
+    state = tuple(v.value() for v in self._policy_state.values)
+    _, state = self.driver.run(time_step, state)
+    ops = [v.assign(s) for v, s in zip(self._policy_state.values, state)]
+    ops.append(self.notes_composed.assign_add(b))
+    with tf.control_dependencies(ops):
+      # Two items per composition are needed for a 2-step sample.
+      ready = self.replay_buffer.num_frames() >= 2 * b
+      return tf.cond(ready, self._train_updates, lambda: tf.constant(False))
+
+  def _run(self, num_iterations):
+    def cond(i):
+      return tf.logical_and(i < num_iterations,
+                            tf.logical_not(self._stats.nonfinite))
+
+    def body(i):
+      with tf.control_dependencies([self._iteration()]):
+        return i + 1
+    return tf.while_loop(cond, body, [tf.constant(0)],
+                         parallel_iterations=1)[0]
+
+  # -- public ---------------------------------------------------------------------
+  @property
+  def notes_per_iteration(self):
+    return self.config.num_compositions
+
+  def run(self, num_iterations):
+    """Composes num_iterations * B notes, training as it goes.
+
+    Returns the number of iterations done (fewer if a loss was not finite;
+    then ``nonfinite_loss`` is set and no update used that loss).
+    """
+    return int(self._run_fn(tf.constant(int(num_iterations))))
+
+  @property
+  def nonfinite_loss(self):
+    """None, or the first non-finite loss value seen."""
+    if bool(self._stats.nonfinite.numpy()):
+      return float(self._stats.bad_loss.numpy())
+    return None
+
+  def read_and_reset_stats(self):
+    """Means since the last call: env stats, loss, Q(s,a), epsilon."""
+    stats = {k: float(v) for k, v in self.env.read_and_reset_stats().items()}
+    count = float(self._stats.loss_count.numpy())
+    if count:
+      stats["loss"] = float(self._stats.loss_sum.numpy()) / count
+      stats["mean_q_value"] = float(self._stats.value_sum.numpy()) / count
+    stats["updates"] = count
+    self._stats.loss_sum.assign(0.0)
+    self._stats.value_sum.assign(0.0)
+    self._stats.loss_count.assign(0.0)
+    if self.config.exploration == "egreedy":
+      stats["epsilon"] = float(self.epsilon())
+    return stats
+
+  @property
+  def num_notes_composed(self):
+    return int(self.notes_composed.numpy())
+
+  @property
+  def num_updates(self):
+    return int(self.agent.train_step_counter.numpy())
