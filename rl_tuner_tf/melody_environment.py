@@ -8,7 +8,10 @@ all in lockstep (reference section 3). An episode is one composition of
             observation is a random note (uniform over classes
             0..random_note_max, 36 as in the original) with the Reward RNN's
             LSTM state zero, or the last note of a primer melody with the
-            Reward RNN's state after the notes before it.
+            Reward RNN's state after the notes before it. With a pool of
+            primers (the original's 'random_midi' mode: prefixes of training
+            melodies, ``corpus_primers``) each composition draws its own
+            primer from the pool, in the graph, with the seeded generator.
   step(a)-> the reward for appending note ``a`` (Eq. 3), the composition
             grows by one note, and the observation becomes ``a``.
   After the 32nd note the time step is LAST; the next ``step`` primes a new
@@ -42,6 +45,7 @@ from tf_agents.environments import tf_environment
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
+from data_pipeline import dataset
 from data_pipeline import encoding
 from rl_tuner_tf import rewards
 
@@ -63,7 +67,9 @@ def action_spec(num_classes=encoding.NUM_CLASSES):
 
 
 def validate_primer(primer):
-  """-> int32 numpy [P] primer tokens, or a clear ValueError."""
+  """-> int32 numpy [P] primer tokens (a PrimerPool passes), or a ValueError."""
+  if isinstance(primer, PrimerPool):
+    return primer
   primer = np.asarray(primer)
   if primer.ndim != 1 or primer.size == 0:
     raise ValueError(f"primer must be a non-empty 1-D token sequence, got "
@@ -76,16 +82,64 @@ def validate_primer(primer):
   return primer.astype(np.int32)
 
 
+class PrimerPool:
+  """Primers [N, K]; each composition is primed with one row of them.
+
+  ``index`` [B] is the row each current composition was primed with: the
+  environment draws it at every priming and the policies read it, so the
+  Q-network is primed with the same melody as the Reward RNN.
+  """
+
+  def __init__(self, prefixes, batch_size):
+    prefixes = np.asarray(prefixes)
+    if prefixes.ndim != 2 or 0 in prefixes.shape:
+      raise ValueError(f"a primer pool must be a non-empty [N, K] array of "
+                       f"tokens, got shape {prefixes.shape}")
+    validate_primer(prefixes.reshape(-1))
+    self.size, self.length = prefixes.shape
+    self.prefixes = tf.constant(prefixes, tf.int32)
+    self.index = tf.Variable(tf.zeros([batch_size], tf.int32),
+                             trainable=False, name="primer_index")
+
+  def current(self):
+    """[B, K] the primer of each current composition."""
+    return tf.gather(self.prefixes, self.index)
+
+
+def corpus_primers(tfrecord_dir, length, pool_size, split="train"):
+  """-> int32 [N, length]: the first ``length`` tokens of up to ``pool_size``
+  melodies of ``split``, spread evenly over those at least that long."""
+  if length < 1 or pool_size < 1:
+    raise ValueError(f"length and pool_size must be >= 1, got {length}, "
+                     f"{pool_size}")
+  ds = dataset.melody_dataset(tfrecord_dir, split)
+  ds = ds.filter(lambda tokens: tf.size(tokens) >= length)
+  ds = ds.map(lambda long_enough: long_enough[:length])
+  batches = [b.numpy() for b in ds.batch(4096)]
+  if not batches:
+    raise ValueError(f"no {split} melody in {tfrecord_dir} has {length} "
+                     f"steps or more")
+  prefixes = np.concatenate(batches)
+  keep = np.unique(np.linspace(0, len(prefixes) - 1, pool_size).astype(int))
+  return prefixes[keep].astype(np.int32)
+
+
 def primed_state(network, primer, batch_size):
   """LSTM state of ``network`` after reading primer[:-1] (zero if P == 1).
 
   The environment (Reward RNN) and the policies (Q-network) share this, so
-  both networks start a composition from the same primer.
+  both networks start a composition from the same primer (a PrimerPool: each
+  composition's current one).
   """
   state = network.zero_state(batch_size)
-  if primer is None or len(primer) < 2:
+  if primer is None:
     return state
-  prefix = tf.tile(tf.constant(primer[None, :-1], tf.int32), [batch_size, 1])
+  if isinstance(primer, PrimerPool):
+    prefix = primer.current()[:, :-1]
+  else:
+    prefix = tf.tile(tf.constant(primer[None, :-1], tf.int32), [batch_size, 1])
+  if prefix.shape[1] == 0:
+    return state
   _, state = network(prefix, initial_state=state)
   return state
 
@@ -104,7 +158,9 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
       c: the paper's c in Eq. 3 (reward_scaler = 1 / c in the original).
       include_log_p: True for Q / Psi (Eq. 3), False for G and RL-only.
       random_note_max: the random priming note is uniform over 0..this.
-      primer: optional 1-D tokens; primes every composition instead.
+      primer: optional 1-D tokens, which prime every composition instead,
+        or [N, K] tokens (a PrimerPool is made of them; see ``primer``),
+        one row of which primes each composition.
       reward_weights: {rule: weight} for r_MT (rewards.resolve_weights).
     """
     if batch_size < 1:
@@ -124,7 +180,10 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     self._include_log_p = bool(include_log_p)
     self._num_notes = int(num_notes_in_melody)
     self._random_note_max = int(random_note_max)
-    self._primer = None if primer is None else validate_primer(primer)
+    if primer is not None and np.ndim(primer) == 2:
+      self._primer = PrimerPool(primer, batch_size)
+    else:
+      self._primer = None if primer is None else validate_primer(primer)
     self._weights = rewards.resolve_weights(reward_weights)
     self._terminal_discount = float(terminal_discount)
     self.rule_names = tuple(self._weights)
@@ -133,6 +192,8 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     b = batch_size
     with tf.name_scope(name):
       m.generator = tf.random.Generator.from_seed(seed)
+      if isinstance(self._primer, PrimerPool):
+        m.primer_index = self._primer.index
       m.step_type = tf.Variable(ts.StepType.LAST, dtype=tf.int32,
                                 trainable=False, name="step_type")
       m.note = tf.Variable(tf.zeros([b], tf.int32), trainable=False,
@@ -176,6 +237,7 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
 
   @property
   def primer(self):
+    """None, the primer tokens, or the PrimerPool (give it to the policies)."""
     return self._primer
 
   @property
@@ -203,17 +265,24 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     """Start new compositions; returns the FIRST time step."""
     m = self._module
     b = self.batch_size
+    ops = []
     if self._primer is None:
       note = m.generator.uniform([b], 0, self._random_note_max + 1, tf.int32)
+    elif isinstance(self._primer, PrimerPool):
+      index = m.generator.uniform([b], 0, self._primer.size, tf.int32)
+      note = tf.gather(self._primer.prefixes, index)[:, -1]
+      ops.append(self._primer.index.assign(index))
     else:
       note = tf.fill([b], tf.constant(self._primer[-1], tf.int32))
-    state = primed_state(self._reward_rnn, self._primer, b)
+    with tf.control_dependencies(ops):  # primed_state reads the new index
+      state = primed_state(self._reward_rnn, self._primer, b)
     # Run the Reward RNN on the priming note now: its logits at this state
     # go into the observation, its new state waits for the next note.
     logits, state = self._reward_rnn.step(note, state)
-    ops = [m.note.assign(note), m.reward_logits.assign(logits),
-           m.step_type.assign(ts.StepType.FIRST),
-           m.last_reward.assign(tf.zeros([b])), self._initialized.assign(True)]
+    ops += [m.note.assign(note), m.reward_logits.assign(logits),
+            m.step_type.assign(ts.StepType.FIRST),
+            m.last_reward.assign(tf.zeros([b])),
+            self._initialized.assign(True)]
     ops += [v.assign(s) for v, s in zip(m.reward_rnn_state, state)]
     ops += self._assign_composition(rewards.initial_state(b, self._num_notes))
     with tf.control_dependencies(ops):

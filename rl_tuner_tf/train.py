@@ -25,6 +25,7 @@ update schedule; the default 8 takes the same transitions in 8x fewer,
 import csv
 import dataclasses
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -37,8 +38,10 @@ from absl import logging
 from absl import flags
 
 from rl_tuner_tf import keras_setup  # noqa: F401
+import numpy as np
 import tensorflow as tf
 
+from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf import tuning
@@ -100,6 +103,18 @@ flags.DEFINE_string("primer_midi", None,
                     "melody instead of a random note.")
 flags.DEFINE_list("primer_melody", None,
                   "Prime with these tokens (comma-separated classes 0..37).")
+flags.DEFINE_bool("primer_corpus", False,
+                  "Prime each composition with a random training melody's "
+                  "first --primer_length notes (the original's random_midi "
+                  "mode), drawn in the graph from a pool of "
+                  "--primer_pool_size of them.")
+flags.DEFINE_string("primer_tfrecord_dir", None,
+                    "Melody TFRecords of --primer_corpus (default: the "
+                    "embedded corpus, built when missing).")
+flags.DEFINE_integer("primer_length", 16,
+                     "Notes of each --primer_corpus primer (16 = one bar).")
+flags.DEFINE_integer("primer_pool_size", 2000,
+                     "Training melodies in the --primer_corpus pool.")
 flags.DEFINE_string("output_dir", None,
                     "Run directory (default runs/tune_<algorithms>_seed<seed>"
                     "; an existing run there is resumed).")
@@ -154,10 +169,19 @@ def periods(config):
   return out
 
 
-def load_primer():
-  if FLAGS.primer_midi and FLAGS.primer_melody:
-    raise tuning.ConfigError("primer_midi",
-                             "give either --primer_midi or --primer_melody")
+def load_primer(log=print):
+  """-> None, a primer melody (tokens) or a pool of primers ([N, K] array)."""
+  given = [f for f in ("primer_corpus", "primer_midi", "primer_melody")
+           if FLAGS[f].value]
+  if len(given) > 1:
+    raise tuning.ConfigError(
+        given[0], f"give only one of --{', --'.join(given)}")
+  if not FLAGS.primer_corpus:
+    for name in ("primer_tfrecord_dir", "primer_length", "primer_pool_size"):
+      if not FLAGS[name].using_default_value:
+        raise tuning.ConfigError(name, "is only used with --primer_corpus")
+  if FLAGS.primer_corpus:
+    return load_corpus_primers(log)
   if FLAGS.primer_melody:
     try:
       tokens = [int(t) for t in FLAGS.primer_melody]
@@ -181,6 +205,41 @@ def load_primer():
       ) from e
     return [int(t) for t in melodies[0]]
   return None
+
+
+def load_corpus_primers(log=print):
+  """The --primer_corpus pool: [N, primer_length] tokens."""
+  from data_pipeline import corpus  # pylint: disable=g-import-not-at-top
+  from data_pipeline import tfrecords  # pylint: disable=g-import-not-at-top
+  for name in ("primer_length", "primer_pool_size"):
+    if FLAGS[name].value < 1:
+      raise tuning.ConfigError(name, f"must be >= 1 (got {FLAGS[name].value})")
+  directory = FLAGS.primer_tfrecord_dir
+  if directory is None:
+    if not tfrecords.shard_paths(corpus.default_tfrecord_dir(), "train"):
+      log("--primer_corpus: the embedded corpus is not built yet; building "
+          f"it in {corpus.default_tfrecord_dir()} (a few minutes, once)")
+    directory = corpus.ensure_default_corpus(log=log)
+  elif not tfrecords.shard_paths(directory, "train"):
+    raise tuning.ConfigError("primer_tfrecord_dir",
+                             f"no train shards in {directory!r}")
+  try:
+    prefixes = melody_environment.corpus_primers(
+        directory, FLAGS.primer_length, FLAGS.primer_pool_size)
+  except ValueError as e:
+    raise tuning.ConfigError("primer_length", str(e)) from e
+  log(f"Priming each composition with one of {len(prefixes):,} "
+      f"{FLAGS.primer_length}-note training-melody primers from {directory}")
+  return prefixes
+
+
+def primer_setting(primer):
+  """The primer as recorded in config.json (a pool: its size and digest)."""
+  if primer is None or np.ndim(primer) == 1:
+    return primer
+  primer = np.asarray(primer, np.int32)
+  return {"pool_size": int(primer.shape[0]), "length": int(primer.shape[1]),
+          "sha256": hashlib.sha256(primer.tobytes()).hexdigest()}
 
 
 def default_output_dir(algorithms):
@@ -248,7 +307,7 @@ def tune(algorithm, source_model, run_dir, primer, log=print):
   os.makedirs(run_dir, exist_ok=True)
   settings = dataclasses.asdict(config)
   settings["note_rnn_checkpoint"] = os.path.abspath(FLAGS.note_rnn_checkpoint)
-  settings["primer"] = primer
+  settings["primer"] = primer_setting(primer)
   _check_resume_config(os.path.join(run_dir, "config.json"), settings)
   model_dir = os.path.join(run_dir, "model")
   if os.path.exists(os.path.join(model_dir, melody_policy.TUNED_CONFIG)):

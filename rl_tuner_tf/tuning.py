@@ -149,6 +149,10 @@ class Tuner:
 
   def __init__(self, config, note_rnn_model, primer=None,
                reward_weights=None):
+    """primer: None (a random note), 1-D tokens (one primer melody) or
+    [N, K] tokens (each composition primed with a random row, e.g.
+    melody_environment.corpus_primers); the policies get the environment's
+    primer, so both networks are primed alike."""
     config.validate()
     self.config = config
     tf.random.set_seed(config.seed)  # replay sampling's stateful random ops
@@ -180,7 +184,7 @@ class Tuner:
         gradient_clip_norm=config.gradient_clip_norm,
         exploration_mode=config.exploration, epsilon=self.epsilon,
         boltzmann_temperature=config.boltzmann_temperature,
-        random_note_max=config.random_note_max, primer=primer,
+        random_note_max=config.random_note_max, primer=self.env.primer,
         seed=config.seed,
         train_step_counter=tf.Variable(0, dtype=tf.int64, trainable=False,
                                        name="train_step"))

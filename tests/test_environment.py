@@ -160,3 +160,59 @@ def test_bad_arguments(reward_rnn):
     _env(reward_rnn, primer=[14, 40])
   with pytest.raises(ValueError, match="non-empty"):
     _env(reward_rnn, primer=[])
+
+
+# -- a pool of primers (the original's 'random_midi' priming) -------------------
+POOL = np.array([[14, 1, 16, 1], [3, 5, 7, 9], [20, 0, 22, 25]], np.int32)
+
+
+def _pool_dir(tmp_path):
+  """A TFRecord dir whose train melodies start with POOL's rows (+ a short one)."""
+  from data_pipeline import tfrecords  # pylint: disable=g-import-not-at-top
+  melodies = [list(p) + [1, 1, 0] for p in POOL] + [[14, 1]]
+  tfrecords.write_shards(str(tmp_path), "train", melodies, num_shards=2)
+  return str(tmp_path)
+
+
+def test_corpus_primers_reads_the_prefixes(tmp_path):
+  pool = melody_environment.corpus_primers(_pool_dir(tmp_path), 4, 10)
+  assert pool.dtype == np.int32 and pool.shape == (3, 4)  # [14, 1] too short
+  assert {tuple(r) for r in pool} == {tuple(r) for r in POOL}
+  assert len(melody_environment.corpus_primers(str(tmp_path), 4, 2)) == 2
+  with pytest.raises(ValueError, match="has 9 steps or more"):
+    melody_environment.corpus_primers(str(tmp_path), 9, 10)
+
+
+def test_primer_pool_primes_each_composition_from_the_pool(reward_rnn,
+                                                           tmp_path):
+  pool = melody_environment.corpus_primers(_pool_dir(tmp_path), 4, 10)
+  env = _env(reward_rnn, primer=pool)
+  for _ in range(2):  # reset, and the automatic re-priming after LAST
+    first = env.reset()
+    index = env.primer.index.numpy()
+    chosen = pool[index]
+    assert len(set(index)) > 1  # compositions draw different primers
+    np.testing.assert_array_equal(first.observation["note"], chosen[:, -1])
+    # The Reward RNN's state and logits are those after reading the primer
+    # (the observed last note included: the next step reads the action).
+    logits, expected_state = reward_rnn(tf.constant(chosen))
+    for got, want in zip(env.trackable.reward_rnn_state, expected_state):
+      np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+    np.testing.assert_allclose(first.observation["reward_logits"],
+                               logits[:, -1], atol=1e-5)
+  # The draw follows the seed.
+  draws = []
+  for seed in (3, 3, 4):
+    other = melody_environment.MelodyEnvironment(reward_rnn, B, seed=seed,
+                                                 primer=pool)
+    other.reset()
+    draws.append(other.primer.index.numpy())
+  np.testing.assert_array_equal(draws[0], draws[1])
+  assert not np.array_equal(draws[0], draws[2])
+
+
+def test_primer_pool_rejects_bad_pools(reward_rnn):
+  with pytest.raises(ValueError, match="primer tokens"):
+    _env(reward_rnn, primer=[[14, 40], [1, 2]])
+  with pytest.raises(ValueError, match="non-empty"):
+    _env(reward_rnn, primer=np.zeros([0, 4], np.int32))

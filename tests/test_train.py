@@ -99,6 +99,49 @@ def test_bad_flag_fails_fast_naming_it(flags_parsed, random_checkpoint, flag,
   assert time.time() - started < 10
 
 
+@pytest.mark.parametrize("overrides,flag", [
+    ({"primer_corpus": True, "primer_melody": ["14", "1"]}, "primer_corpus"),
+    ({"primer_length": 8}, "primer_length"),
+    ({"primer_tfrecord_dir": "/tmp"}, "primer_tfrecord_dir"),
+    ({"primer_corpus": True, "primer_length": 0}, "primer_length"),
+    ({"primer_corpus": True, "primer_tfrecord_dir": "/nonexistent"},
+     "primer_tfrecord_dir")])
+def test_bad_primer_flags_fail_fast_naming_them(flags_parsed,
+                                                random_checkpoint, overrides,
+                                                flag):
+  started = time.time()
+  with flagsaver.flagsaver(note_rnn_checkpoint=random_checkpoint,
+                           report=False, **overrides):
+    with pytest.raises(app.UsageError, match=f"--{flag}"):
+      train.main(["train"])
+  assert time.time() - started < 10
+
+
+def test_primer_pool_primes_the_q_network_like_the_reward_rnn():
+  pool = np.array([[14, 1, 16, 1], [3, 5, 7, 9], [20, 0, 22, 25]], np.int32)
+  config = tuning.TuningConfig(
+      algorithm="q", num_notes=400, num_compositions=40, num_notes_in_melody=2,
+      minibatches_per_update=1, replay_capacity=1000, seed=0)
+  tuner = tuning.Tuner(config, _note_rnn_loving_one_note(), primer=pool)
+  # Iteration 1 acts on the first compositions' FIRST step; iteration 3
+  # primes the second ones and acts on their FIRST step inside the driver's
+  # loop (replay items 2, the boundary, and 3), after updates.
+  for iterations, item in ((1, 0), (1, None), (1, 3)):
+    snapshot = tuning.copy_network(tuner.q_network, "snapshot")
+    tuner.run(iterations)
+    if item is None:
+      continue
+    replay = tuner.replay_buffer.gather_all()
+    assert np.all(replay.step_type[:, item].numpy() == 0)  # FIRST
+    chosen = pool[tuner.env.primer.index.numpy()]
+    assert len({tuple(r) for r in chosen}) > 1
+    np.testing.assert_array_equal(replay.observation["note"][:, item],
+                                  chosen[:, -1])
+    _, want = snapshot(tf.constant(chosen[:, :-1]))
+    for got, w in zip(replay.policy_info["q_state"], want):
+      np.testing.assert_allclose(got[:, item], w, atol=1e-5)
+
+
 def test_nonfinite_loss_stops_with_a_clear_message(flags_parsed,
                                                    random_checkpoint,
                                                    tmp_path):
