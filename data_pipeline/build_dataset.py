@@ -28,6 +28,7 @@ import os
 import sys
 import time
 
+from data_pipeline import manifests
 from data_pipeline import melodies as melodies_lib
 
 PIPELINE_VERSION = 1
@@ -281,10 +282,7 @@ def build_dataset(midi_dir, output_dir, config=PipelineConfig(),
       "num_workers": num_workers,
       "skipped": skipped,
   }
-  tmp = manifest_path + ".partial"
-  with open(tmp, "w") as f:
-    json.dump(manifest, f, indent=1)
-  os.replace(tmp, manifest_path)
+  manifests.write_json_atomically(manifest_path, manifest)
   manifest["cached"] = False
   log(f"[data_pipeline] wrote {manifest['melodies']} melodies "
       f"({manifest['steps']} steps; train {splits['train']['melodies']}, "

@@ -23,6 +23,8 @@ import shutil
 import sys
 import time
 
+from data_pipeline import manifests
+
 COLLECTIONS = ("essenFolksong", "oneills1850", "ryansMammoth", "airdsAirs",
                "miscFolk")
 ENV_HOME = "RL_TUNER_TF_HOME"
@@ -196,10 +198,7 @@ def build_corpus_midi(midi_dir, manifest_path, num_workers=None, force=False,
       "num_workers": num_workers,
       "failures": failed,
   }
-  tmp = manifest_path + ".partial"
-  with open(tmp, "w") as f:
-    json.dump(summary, f, indent=1)
-  os.replace(tmp, manifest_path)
+  manifests.write_json_atomically(manifest_path, summary)
   summary["cached"] = False
   log(f"[corpus] ABC -> MIDI: {summary['parsed']} of {summary['tunes']} tunes "
       f"parsed (note_seq {parsers['note_seq']}, music21 {parsers['music21']}),"

@@ -15,7 +15,7 @@ terminal step), multiplied by gamma.
 from rl_tuner_tf import keras_setup  # noqa: F401
 import tensorflow as tf
 
-ALGORITHMS = ("q", "psi", "g", "rl_only")
+from rl_tuner_tf.melody_policy import ALGORITHMS
 
 
 def q_target(reward, discount, gamma, next_target_values):
