@@ -1,6 +1,6 @@
 r"""Exports a melody model as SavedModels: one for TF Serving, one TF-Agents policy.
 
-    python -m export.saved_model --tuned_model_dir=runs/tune_q \
+    python -m export.saved_model --tuned_model_dir=runs/paper/q/model \
         --model_base_path=generated/serving/melody
 
 writes ``generated/serving/melody/<version>/`` (saved_model.pb + variables/ +
@@ -20,34 +20,38 @@ from export import melody_generator
 from rl_tuner_tf import note_rnn
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("tuned_model_dir", None,
-                    "A tuned model (melody_policy.save_tuned layout). Exclusive "
-                    "with --note_rnn_checkpoint.")
-flags.DEFINE_string("note_rnn_checkpoint", None,
-                    "A Note RNN checkpoint folder (note_rnn.save layout) to export "
-                    "as a bare Note RNN. Default, when no --tuned_model_dir: "
-                    f"{note_rnn.SHIPPED_CHECKPOINT_DIR}")
-flags.DEFINE_string("model_base_path", None,
-                    "TF Serving model base path; versions are written beneath it.")
-flags.DEFINE_integer("max_steps", melody_generator.DEFAULT_MAX_STEPS,
-                     "Largest num_steps a generate request may ask for.")
-flags.DEFINE_integer("max_batch", melody_generator.DEFAULT_MAX_BATCH,
-                     "Largest batch a request may carry.")
-flags.DEFINE_integer("random_note_max", melody_generator.DEFAULT_RANDOM_NOTE_MAX,
-                     "generate_random_primer draws the first note uniformly from "
-                     "0..this (36 as in the training environment / the original; "
-                     "37 for every class).")
-flags.DEFINE_bool("export_tfagents_policy", True,
-                  "Also write the TF-Agents PolicySaver export.")
-flags.DEFINE_string("tfagents_policy_base_path", None,
-                    f"Where the PolicySaver versions go (default: "
-                    f"<model_base_path>{exporter.TFAGENTS_SUFFIX}).")
-flags.DEFINE_bool("tfagents_greedy", False,
-                  "PolicySaver export of the greedy (argmax) policy instead of "
-                  "the sampling one.")
-flags.DEFINE_float("tfagents_temperature", 1.0,
-                   "Softmax temperature of the sampling TF-Agents policy.")
 
+
+def define_flags():
+  """Command-line flags; defined only when run as a program, so this module
+  imports next to the other entry points (shared names such as --seed)."""
+  flags.DEFINE_string("tuned_model_dir", None,
+                      "A tuned model (melody_policy.save_tuned layout). Exclusive "
+                      "with --note_rnn_checkpoint.")
+  flags.DEFINE_string("note_rnn_checkpoint", None,
+                      "A Note RNN checkpoint folder (note_rnn.save layout) to export "
+                      "as a bare Note RNN. Default, when no --tuned_model_dir: "
+                      f"{note_rnn.SHIPPED_CHECKPOINT_DIR}")
+  flags.DEFINE_string("model_base_path", None,
+                      "TF Serving model base path; versions are written beneath it.")
+  flags.DEFINE_integer("max_steps", melody_generator.DEFAULT_MAX_STEPS,
+                       "Largest num_steps a generate request may ask for.")
+  flags.DEFINE_integer("max_batch", melody_generator.DEFAULT_MAX_BATCH,
+                       "Largest batch a request may carry.")
+  flags.DEFINE_integer("random_note_max", melody_generator.DEFAULT_RANDOM_NOTE_MAX,
+                       "generate_random_primer draws the first note uniformly from "
+                       "0..this (36 as in the training environment / the original; "
+                       "37 for every class).")
+  flags.DEFINE_bool("export_tfagents_policy", True,
+                    "Also write the TF-Agents PolicySaver export.")
+  flags.DEFINE_string("tfagents_policy_base_path", None,
+                      f"Where the PolicySaver versions go (default: "
+                      f"<model_base_path>{exporter.TFAGENTS_SUFFIX}).")
+  flags.DEFINE_bool("tfagents_greedy", False,
+                    "PolicySaver export of the greedy (argmax) policy instead of "
+                    "the sampling one.")
+  flags.DEFINE_float("tfagents_temperature", 1.0,
+                     "Softmax temperature of the sampling TF-Agents policy.")
 
 def main(argv):
   if len(argv) > 1:
@@ -66,5 +70,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flag_as_required("model_base_path")
   app.run(main)

@@ -147,17 +147,22 @@ def predict_grpc(target, request, timeout_s=30.0):
 
 # -- command line --------------------------------------------------------------
 FLAGS = flags.FLAGS
-flags.DEFINE_string("server", "localhost:8501",
-                    "host:port of TF Serving (8501 REST, 8500 gRPC by default).")
-flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "How to call the server.")
-flags.DEFINE_string("model_name", DEFAULT_MODEL_NAME, "MODEL_NAME of the server.")
-flags.DEFINE_integer("model_version", None, "A specific version (default: latest).")
-flags.DEFINE_list("primer", None, "Primer notes (classes 0..37), e.g. 14,1,1,1.")
-flags.DEFINE_integer("batch_size", 1, "Melodies from random first notes (no --primer).")
-flags.DEFINE_integer("num_steps", 32, "Notes to generate.")
-flags.DEFINE_float("temperature", 1.0, "Softmax temperature; 0 = greedy.")
-flags.DEFINE_integer("seed", 0, "Seed: same seed, same melodies.")
 
+
+def define_flags():
+  """Command-line flags; defined only when run as a program, so importing this
+  module next to the other entry points (which share names such as --seed)
+  never clashes."""
+  flags.DEFINE_string("server", "localhost:8501",
+                      "host:port of TF Serving (8501 REST, 8500 gRPC by default).")
+  flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "How to call the server.")
+  flags.DEFINE_string("model_name", DEFAULT_MODEL_NAME, "MODEL_NAME of the server.")
+  flags.DEFINE_integer("model_version", None, "A specific version (default: latest).")
+  flags.DEFINE_list("primer", None, "Primer notes (classes 0..37), e.g. 14,1,1,1.")
+  flags.DEFINE_integer("batch_size", 1, "Melodies from random first notes (no --primer).")
+  flags.DEFINE_integer("num_steps", 32, "Notes to generate.")
+  flags.DEFINE_float("temperature", 1.0, "Softmax temperature; 0 = greedy.")
+  flags.DEFINE_integer("seed", 0, "Seed: same seed, same melodies.")
 
 def main(argv):
   if len(argv) > 1:
@@ -179,4 +184,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -25,29 +25,32 @@ from rl_tuner_tf.evaluation import pipeline
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("note_rnn_checkpoint", note_rnn.SHIPPED_CHECKPOINT_DIR,
-                    "Note RNN checkpoint for the 'note_rnn' row; empty: no "
-                    "Note RNN row.")
-flags.DEFINE_list("tuned_model_dirs", [],
-                  "Tuned models (written by melody_policy.save_tuned): q, psi, "
-                  "g or rl_only.")
-flags.DEFINE_string("run_dir", None,
-                    "A training run: evaluates every tuned model in it, writes "
-                    "to <run_dir>/evaluation and the report to "
-                    "<run_dir>/report.html.")
-flags.DEFINE_integer("num_melodies", 100000, "Melodies per model (paper: 100,000).")
-flags.DEFINE_string("output_dir", None,
-                    "Where results go (default <run_dir>/evaluation, or "
-                    "runs/evaluation).")
-flags.DEFINE_integer("seed", 0, "Seed of the melody sampler.")
-flags.DEFINE_integer("batch_size", generate.DEFAULT_BATCH_SIZE,
-                     "Melodies sampled per graph call.")
-flags.DEFINE_integer("num_notes", 32, "Notes per melody.")
-flags.DEFINE_integer("num_samples", 5, "MIDI / WAV / piano roll per model.")
-flags.DEFINE_bool("prime_all_classes", False,
-                  "Draw the primer note from all 38 classes (the original "
-                  "draws 0..36).")
 
+def define_flags():
+  """Command-line flags; defined only when run as a program, so this module
+  imports next to the other entry points (shared names such as --seed)."""
+  flags.DEFINE_string("note_rnn_checkpoint", note_rnn.SHIPPED_CHECKPOINT_DIR,
+                      "Note RNN checkpoint for the 'note_rnn' row; empty: no "
+                      "Note RNN row.")
+  flags.DEFINE_list("tuned_model_dirs", [],
+                    "Tuned models (written by melody_policy.save_tuned): q, psi, "
+                    "g or rl_only.")
+  flags.DEFINE_string("run_dir", None,
+                      "A training run: evaluates every tuned model in it, writes "
+                      "to <run_dir>/evaluation and the report to "
+                      "<run_dir>/report.html.")
+  flags.DEFINE_integer("num_melodies", 100000, "Melodies per model (paper: 100,000).")
+  flags.DEFINE_string("output_dir", None,
+                      "Where results go (default <run_dir>/evaluation, or "
+                      "runs/evaluation).")
+  flags.DEFINE_integer("seed", 0, "Seed of the melody sampler.")
+  flags.DEFINE_integer("batch_size", generate.DEFAULT_BATCH_SIZE,
+                       "Melodies sampled per graph call.")
+  flags.DEFINE_integer("num_notes", 32, "Notes per melody.")
+  flags.DEFINE_integer("num_samples", 5, "MIDI / WAV / piano roll per model.")
+  flags.DEFINE_bool("prime_all_classes", False,
+                    "Draw the primer note from all 38 classes (the original "
+                    "draws 0..36).")
 
 def main(argv):
   if len(argv) > 1:
@@ -67,4 +70,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

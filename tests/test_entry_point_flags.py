@@ -1,0 +1,14 @@
+"""Every entry point's module can be imported in one process (no absl flag clashes),
+as the test suite and library users do."""
+import importlib
+
+MODULES = [
+    "rl_tuner_tf.train", "rl_tuner_tf.train_note_rnn", "rl_tuner_tf.sample_note_rnn",
+    "rl_tuner_tf.evaluate", "export.saved_model", "export.serving_client",
+    "data_pipeline.build_dataset", "data_pipeline.build_corpus",
+]
+
+
+def test_all_entry_points_import_together():
+  for name in MODULES:
+    importlib.import_module(name)
