@@ -113,9 +113,7 @@ class MelodyGenerator(tf.Module):
                max_steps=DEFAULT_MAX_STEPS, max_batch=DEFAULT_MAX_BATCH,
                random_note_max=DEFAULT_RANDOM_NOTE_MAX, name="melody_generator"):
     super().__init__(name=name)
-    if kind not in melody_policy.MODEL_KINDS:
-      raise ValueError(f"unknown model kind {kind!r}; expected one of "
-                       f"{melody_policy.MODEL_KINDS}")
+    melody_policy.check_model_kind(kind)
     if (kind == "note_rnn") != (q_network is None):
       raise ValueError("kind 'note_rnn' takes no q_network; tuned kinds need one "
                        f"(kind={kind!r}, q_network={'given' if q_network else None})")

@@ -50,9 +50,7 @@ class MelodyPolicy(tf_policy.TFPolicy):
 
   def __init__(self, kind, reward_rnn, q_network=None, temperature=1.0,
                name="melody_policy"):
-    if kind not in melody_policy.MODEL_KINDS:
-      raise ValueError(f"unknown model kind {kind!r}; expected one of "
-                       f"{melody_policy.MODEL_KINDS}")
+    melody_policy.check_model_kind(kind)
     if (kind == "note_rnn") != (q_network is None):
       raise ValueError("kind 'note_rnn' takes no q_network; tuned kinds need one")
     if not temperature > 0:

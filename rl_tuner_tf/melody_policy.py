@@ -25,6 +25,18 @@ MODEL_KINDS = ("note_rnn",) + ALGORITHMS
 TUNED_CONFIG = "tuned.json"
 
 
+def check_model_kind(kind):
+  """Raises ValueError unless ``kind`` is one of MODEL_KINDS."""
+  if kind not in MODEL_KINDS:
+    raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+
+
+def check_algorithm(algorithm):
+  """Raises ValueError unless ``algorithm`` is one of ALGORITHMS (a tuned kind)."""
+  if algorithm not in ALGORITHMS:
+    raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+
+
 def policy_logits(kind, action_values, reward_logits):
   """Unnormalised log-probabilities of the sampling policy, [B, 38].
 
@@ -46,8 +58,7 @@ def greedy_actions(kind, action_values, reward_logits):
 
 
 def save_tuned(model_dir, algorithm, q_network, reward_rnn, extra=None):
-  if algorithm not in ALGORITHMS:
-    raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+  check_algorithm(algorithm)
   note_rnn.save(q_network, os.path.join(model_dir, "q_network"))
   note_rnn.save(reward_rnn, os.path.join(model_dir, "reward_rnn"))
   config = {"algorithm": algorithm}

@@ -42,9 +42,7 @@ class MelodyPolicy(tf_policy.TFPolicy):
 
   def __init__(self, time_step_spec, action_spec, q_network, kind,
                greedy=None, primer=None, seed=0, name=None):
-    if kind not in melody_policy.ALGORITHMS:
-      raise ValueError(f"unknown algorithm {kind!r}; expected one of "
-                       f"{melody_policy.ALGORITHMS}")
+    melody_policy.check_algorithm(kind)
     state_spec = q_network.state_spec()
     super().__init__(
         time_step_spec, action_spec, policy_state_spec=state_spec,

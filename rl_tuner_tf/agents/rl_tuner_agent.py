@@ -32,6 +32,7 @@ from tf_agents.utils import common
 from rl_tuner_tf.agents import exploration
 from rl_tuner_tf.agents import policies
 from rl_tuner_tf.agents import targets
+from rl_tuner_tf import melody_policy
 
 
 class RLTunerAgent(tf_agent.TFAgent):
@@ -43,9 +44,7 @@ class RLTunerAgent(tf_agent.TFAgent):
                exploration_mode="egreedy", epsilon=0.1,
                boltzmann_temperature=1.0, random_note_max=36, primer=None,
                seed=0, train_step_counter=None, name="rl_tuner_agent"):
-    if algorithm not in targets.ALGORITHMS:
-      raise ValueError(f"unknown algorithm {algorithm!r}; expected one of "
-                       f"{targets.ALGORITHMS}")
+    melody_policy.check_algorithm(algorithm)
     if exploration_mode not in exploration.MODES:
       raise ValueError(f"unknown exploration {exploration_mode!r}; expected "
                        f"one of {exploration.MODES}")

@@ -16,6 +16,7 @@ from rl_tuner_tf import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf.melody_policy import ALGORITHMS
+from rl_tuner_tf.melody_policy import check_algorithm
 
 
 def q_target(reward, discount, gamma, next_target_values):
@@ -52,13 +53,10 @@ def bootstrapped_target(algorithm, reward, discount, gamma, next_target_values,
       raise ValueError("the G-learning target needs next_reward_logits")
     return g_target(reward, discount, gamma, next_target_values,
                     next_reward_logits)
-  raise ValueError(f"unknown algorithm {algorithm!r}; expected one of "
-                   f"{ALGORITHMS}")
+  check_algorithm(algorithm)  # raises: not one of ALGORITHMS
 
 
 def includes_log_p_in_reward(algorithm):
   """Eq. 3's log p(a|s) is in the reward for q and psi, not for g / rl_only."""
-  if algorithm not in ALGORITHMS:
-    raise ValueError(f"unknown algorithm {algorithm!r}; expected one of "
-                     f"{ALGORITHMS}")
+  check_algorithm(algorithm)
   return algorithm in ("q", "psi")

@@ -83,9 +83,7 @@ def generate_melodies(kind, q_network, reward_rnn, num_melodies, seed,
   Returns (tokens np.int32 [N, num_notes], log_p np.float32 [N, num_notes]):
   the notes and their log p(a|s) under reward_rnn.
   """
-  if kind not in melody_policy.MODEL_KINDS:
-    raise ValueError(f"unknown model kind {kind!r}; expected one of "
-                     f"{melody_policy.MODEL_KINDS}")
+  melody_policy.check_model_kind(kind)
   if kind != "note_rnn" and q_network is None:
     raise ValueError(f"model kind {kind!r} needs a q_network")
   for name, value in (("num_melodies", num_melodies), ("num_notes", num_notes),
