@@ -113,25 +113,23 @@ def _checkpoint_shapes(path):
           if name.startswith("model/")}
 
 
-def _expected_shapes(layer_sizes):
-  """{checkpoint key: shape} that a model with ``layer_sizes`` would write."""
+def _expected_shapes(model):
+  """{checkpoint key: shape} that ``model`` would write."""
   import tempfile  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
-    path = tf.train.Checkpoint(model=NoteRNN(layer_sizes)).write(
-        os.path.join(tmp, "probe"))
+    path = tf.train.Checkpoint(model=model).write(os.path.join(tmp, "probe"))
     return _checkpoint_shapes(path)
 
 
-def checkpoint_path(directory):
-  return os.path.join(directory, read_config(directory)["checkpoint"])
+def check_compatible(directory, layer_sizes, model=None):
+  """Raises CheckpointMismatchError naming expected and found shapes.
 
-
-def check_compatible(directory, layer_sizes):
-  """Raises CheckpointMismatchError naming expected and found shapes."""
+  model: an already built NoteRNN(layer_sizes) to compare, if the caller has one.
+  """
   layer_sizes = tuple(int(s) for s in layer_sizes)
   config = read_config(directory)
-  found = _checkpoint_shapes(checkpoint_path(directory))
-  expected = _expected_shapes(layer_sizes)
+  found = _checkpoint_shapes(os.path.join(directory, config["checkpoint"]))
+  expected = _expected_shapes(model if model is not None else NoteRNN(layer_sizes))
   problems = []
   for key, shape in sorted(expected.items()):
     if key not in found:
@@ -157,7 +155,8 @@ def load(directory=SHIPPED_CHECKPOINT_DIR, layer_sizes=None):
   config = read_config(directory)
   if layer_sizes is None:
     layer_sizes = config["layer_sizes"]
-  check_compatible(directory, layer_sizes)
   model = NoteRNN(layer_sizes)
-  tf.train.Checkpoint(model=model).read(checkpoint_path(directory)).assert_consumed()
+  check_compatible(directory, layer_sizes, model)
+  tf.train.Checkpoint(model=model).read(
+      os.path.join(directory, config["checkpoint"])).assert_consumed()
   return model
