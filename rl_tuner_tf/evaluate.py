@@ -48,6 +48,9 @@ def define_flags():
                        "Melodies sampled per graph call.")
   flags.DEFINE_integer("num_notes", 32, "Notes per melody.")
   flags.DEFINE_integer("num_samples", 5, "MIDI / WAV / piano roll per model.")
+  flags.DEFINE_enum("token_reading", None, ["paper", "magenta"],
+                    "How the statistics read tokens 0/1 (default: each tuned "
+                    "model's run setting, and theirs for the Note RNN row).")
   flags.DEFINE_bool("prime_all_classes", False,
                     "Draw the primer note from all 38 classes (the original "
                     "draws 0..36).")
@@ -62,7 +65,8 @@ def main(argv):
         output_dir=FLAGS.output_dir, num_melodies=FLAGS.num_melodies,
         seed=FLAGS.seed, batch_size=FLAGS.batch_size,
         num_notes=FLAGS.num_notes, num_samples=FLAGS.num_samples,
-        prime_all_classes=FLAGS.prime_all_classes)
+        prime_all_classes=FLAGS.prime_all_classes,
+        token_reading=FLAGS.token_reading)
   except pipeline.SettingError as e:
     raise app.UsageError(str(e))
   print(f"Table 1: {output_dir}/table1.md")

@@ -22,6 +22,14 @@ Observation (dict):
   reward_logits [38] f32   the frozen Reward RNN's logits at this state, so a
                            policy can form p(a|s) (G's Eq. 14) and the G
                            target can use log p(a'|s') (Eq. 13).
+  reward_state  (h, c)     only with ``expose_reward_state``: the Reward RNN's
+                           LSTM state that produced reward_logits (before it
+                           read ``note``), so a G update can rerun the prior
+                           and train it (the original code's G; reference 9).
+
+The rules read the action through ``token_reading`` (rewards/
+token_reading.py): "paper" (our encoding's meaning) or "magenta" (the original
+code's swapped 0/1); the composition state they keep is in that reading.
 
 Reward (Eq. 3):  r = log p(a|s) + r_MT(a, s) / c, log p the Reward RNN's
 log-softmax at the action. With ``include_log_p=False`` (G-learning and the
@@ -48,17 +56,21 @@ from tf_agents.trajectories import time_step as ts
 from data_pipeline import dataset
 from data_pipeline import encoding
 from rl_tuner_tf import rewards
+from rl_tuner_tf.rewards import token_reading as reading_lib
 
 NUM_NOTES_IN_MELODY = 32
 DEFAULT_RANDOM_NOTE_MAX = 36  # the original's draw: classes 0..36 (37 never)
 
 
-def observation_spec(num_classes=encoding.NUM_CLASSES):
-  return collections.OrderedDict(
+def observation_spec(num_classes=encoding.NUM_CLASSES, reward_state_spec=None):
+  spec = collections.OrderedDict(
       note=tensor_spec.BoundedTensorSpec([], tf.int32, 0, num_classes - 1,
                                          name="note"),
       reward_logits=tensor_spec.TensorSpec([num_classes], tf.float32,
                                            name="reward_logits"))
+  if reward_state_spec is not None:
+    spec["reward_state"] = reward_state_spec
+  return spec
 
 
 def action_spec(num_classes=encoding.NUM_CLASSES):
@@ -151,6 +163,7 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
                num_notes_in_melody=NUM_NOTES_IN_MELODY,
                random_note_max=DEFAULT_RANDOM_NOTE_MAX, primer=None,
                reward_weights=None, terminal_discount=1.0, seed=0,
+               token_reading="paper", expose_reward_state=False,
                name="melody_environment"):
     """Args:
       reward_rnn: a NoteRNN, used frozen (the caller passes a copy).
@@ -162,6 +175,8 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
         or [N, K] tokens (a PrimerPool is made of them; see ``primer``),
         one row of which primes each composition.
       reward_weights: {rule: weight} for r_MT (rewards.resolve_weights).
+      token_reading: how the rules read tokens 0/1 ("paper" or "magenta").
+      expose_reward_state: add the Reward RNN's state to the observation.
     """
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -173,7 +188,12 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     if not 0 <= random_note_max < encoding.NUM_CLASSES:
       raise ValueError(f"random_note_max must be in [0, "
                        f"{encoding.NUM_CLASSES - 1}], got {random_note_max}")
-    time_step_spec = ts.time_step_spec(observation_spec())
+    reading_lib.check_reading(token_reading)
+    self._token_reading = token_reading
+    self._expose_reward_state = bool(expose_reward_state)
+    time_step_spec = ts.time_step_spec(observation_spec(
+        reward_state_spec=(reward_rnn.state_spec() if expose_reward_state
+                           else None)))
     super().__init__(time_step_spec, action_spec(), batch_size)
     self._reward_rnn = reward_rnn
     self._c = float(c)
@@ -204,6 +224,10 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
       m.reward_rnn_state = [
           tf.Variable(s, trainable=False, name=f"reward_rnn_state_{i}")
           for i, s in enumerate(reward_rnn.zero_state(b))]
+      if self._expose_reward_state:  # the state reward_logits came from
+        m.reward_rnn_state_in = [
+            tf.Variable(s, trainable=False, name=f"reward_rnn_state_in_{i}")
+            for i, s in enumerate(reward_rnn.zero_state(b))]
       state = rewards.initial_state(b, self._num_notes)
       m.composition = [tf.Variable(v, trainable=False, name=f"composition_{f}")
                        for f, v in zip(state._fields, state)]
@@ -236,6 +260,10 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     return self._include_log_p
 
   @property
+  def token_reading(self):
+    return self._token_reading
+
+  @property
   def primer(self):
     """None, the primer tokens, or the PrimerPool (give it to the policies)."""
     return self._primer
@@ -254,12 +282,24 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
   def _time_step(self, step_type, reward, discount):
     m = self._module
     b = self.batch_size
+    observation = collections.OrderedDict(
+        note=m.note.value(), reward_logits=m.reward_logits.value())
+    if self._expose_reward_state:
+      observation["reward_state"] = tuple(
+          v.value() for v in m.reward_rnn_state_in)
     return ts.TimeStep(
         step_type=tf.fill([b], step_type),
         reward=reward,
         discount=tf.fill([b], tf.cast(discount, tf.float32)),
-        observation=collections.OrderedDict(
-            note=m.note.value(), reward_logits=m.reward_logits.value()))
+        observation=observation)
+
+  def _assign_reward_rnn_state(self, state_in, state_out):
+    """The Reward RNN read a note from state_in and is now in state_out."""
+    m = self._module
+    ops = [v.assign(s) for v, s in zip(m.reward_rnn_state, state_out)]
+    if self._expose_reward_state:
+      ops += [v.assign(s) for v, s in zip(m.reward_rnn_state_in, state_in)]
+    return ops
 
   def _prime(self):
     """Start new compositions; returns the FIRST time step."""
@@ -278,12 +318,12 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
       state = primed_state(self._reward_rnn, self._primer, b)
     # Run the Reward RNN on the priming note now: its logits at this state
     # go into the observation, its new state waits for the next note.
-    logits, state = self._reward_rnn.step(note, state)
+    logits, new_state = self._reward_rnn.step(note, state)
     ops += [m.note.assign(note), m.reward_logits.assign(logits),
             m.step_type.assign(ts.StepType.FIRST),
             m.last_reward.assign(tf.zeros([b])),
             self._initialized.assign(True)]
-    ops += [v.assign(s) for v, s in zip(m.reward_rnn_state, state)]
+    ops += self._assign_reward_rnn_state(state, new_state)
     ops += self._assign_composition(rewards.initial_state(b, self._num_notes))
     with tf.control_dependencies(ops):
       return self._time_step(ts.StepType.FIRST, tf.zeros([b]), 1.0)
@@ -316,19 +356,20 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     log_p_all = tf.nn.log_softmax(m.reward_logits, axis=-1)
     log_p = tf.gather(log_p_all, action, axis=1, batch_dims=1)
     r_mt, per_rule, new_state = rewards.music_theory_reward(
-        self._composition_state(), action, self._weights)
+        self._composition_state(),
+        reading_lib.rule_view(action, self._token_reading), self._weights)
     # Eq. 3: r = log p(a|s) + r_MT(a, s) / c   (G / RL-only: r_MT / c alone).
     reward = r_mt / self._c
     if self._include_log_p:
       reward = log_p + reward
-    logits, rnn_state = self._reward_rnn.step(
-        action, tuple(v.value() for v in m.reward_rnn_state))
+    rnn_state_in = tuple(v.value() for v in m.reward_rnn_state)
+    logits, rnn_state = self._reward_rnn.step(action, rnn_state_in)
     done = tf.greater_equal(new_state.beat, self._num_notes)
     step_type = tf.where(done, ts.StepType.LAST, ts.StepType.MID)
     discount = tf.where(done, self._terminal_discount, 1.0)
     ops = [m.note.assign(action), m.reward_logits.assign(logits),
            m.step_type.assign(step_type), m.last_reward.assign(reward)]
-    ops += [v.assign(s) for v, s in zip(m.reward_rnn_state, rnn_state)]
+    ops += self._assign_reward_rnn_state(rnn_state_in, rnn_state)
     ops += self._assign_composition(new_state)
     ops += [m.stat_sums["log_p"].assign_add(tf.reduce_sum(log_p)),
             m.stat_sums["r_mt"].assign_add(tf.reduce_sum(r_mt)),
@@ -352,6 +393,7 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
       return {k: tf.identity(v) for k, v in means.items()}
 
   def composition(self):
-    """[B, num_notes] the compositions so far (entries >= beat unused)."""
+    """[B, num_notes] the compositions so far as the rules read them (entries
+    >= beat unused)."""
     fields = rewards.CompositionState._fields
     return self._module.composition[fields.index("notes")].value()

@@ -15,12 +15,22 @@ For each algorithm, in ``<output_dir>/<algorithm>/``:
   config.json       the settings of the run (a resume must match them)
 and, when every algorithm is done, the evaluation report.
 
-Defaults are the paper's (c 0.5, gamma 0.5, eta 0.01, minibatch 32 every 5
-notes, replay 100,000, epsilon 1.0 -> 0.1 over 500,000 of 1,000,000 notes).
-The original code's values: --c=10 (its reward_scaler 0.1), --gamma=0.95
-(its library default). --minibatches_per_update=1 is the paper's exact
-update schedule; the default 8 takes the same transitions in 8x fewer,
-8x larger updates (see rl_tuner_tf/tuning.py).
+Defaults are the paper's (``--preset=paper``: c 0.5, gamma 0.5, eta 0.01,
+one minibatch of 32 every 5 notes -- 200,000 updates --, replay 100,000,
+epsilon 1.0 -> 0.1 over 500,000 of 1,000,000 notes, a fixed prior).
+``--preset=magenta`` is what the original code ran (rl_tuner_tf/presets.py);
+each of its differences is also a flag of its own, and flags given on the
+command line override the preset. --minibatches_per_update=8 is an opt-in
+speed setting that approximates the schedule with 8x fewer, 8x larger updates
+(see rl_tuner_tf/tuning.py).
+
+Seeds and grids: ``--seeds=0,1,2,3,4`` runs every algorithm once per seed;
+``--c`` and ``--gamma`` take lists too. A grid is a list of independent,
+resumable runs (rl_tuner_tf/grid.py), in <output_dir>/<point>/<algorithm>/
+(e.g. <output_dir>/c2-seed3/q/), run one by one here, or
+``--parallel_runs=N`` at once on local Ray, or on a Ray cluster with
+``--ray_address``. The evaluation then gives each statistic as mean +- 95 %
+confidence interval over seeds.
 """
 import csv
 import dataclasses
@@ -41,24 +51,32 @@ from rl_tuner_tf import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
+from rl_tuner_tf import grid
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
+from rl_tuner_tf import presets
 from rl_tuner_tf import tuning
 from rl_tuner_tf.agents import targets
+from rl_tuner_tf.rewards import token_reading
 
 FLAGS = flags.FLAGS
 _DEFAULTS = tuning.TuningConfig()
 
 flags.DEFINE_list("algorithm", ["q"],
                   "Algorithms to tune, comma-separated: q, psi, g, rl_only.")
+flags.DEFINE_enum("preset", presets.DEFAULT_PRESET, list(presets.PRESETS),
+                  "paper: the paper's text; magenta: what the original code "
+                  "ran (rl_tuner_tf/presets.py). Flags given override it.")
 flags.DEFINE_integer("num_notes", _DEFAULTS.num_notes,
                      "Notes composed (training steps) per algorithm.")
-flags.DEFINE_float("c", _DEFAULTS.c,
-                   "Eq. 3's c: r = log p(a|s) + r_MT/c. The original's "
-                   "reward_scaler 0.1 is c = 10.")
-flags.DEFINE_float("gamma", _DEFAULTS.gamma,
-                   "Discount (paper 0.5; the original library default 0.95).")
+flags.DEFINE_list("c", None,
+                  "Eq. 3's c: r = log p(a|s) + r_MT/c (preset paper 0.5; the "
+                  "original's reward_scaler 0.1 is c = 10). A list runs a "
+                  "grid, e.g. 0.5,1,2,10.")
+flags.DEFINE_list("gamma", None,
+                  "Discount (paper and original script 0.5; the original "
+                  "library default 0.95). A list runs a grid.")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
                    "Adam learning rate for one paper-sized minibatch.")
 flags.DEFINE_float("lr_multiplier", None,
@@ -95,7 +113,30 @@ flags.DEFINE_integer("random_note_max", _DEFAULTS.random_note_max,
 flags.DEFINE_float("terminal_discount", _DEFAULTS.terminal_discount,
                    "Discount at a composition's last note (1: bootstrap "
                    "through it, as the original).")
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed (one run).")
+flags.DEFINE_list("seeds", None,
+                  "Seeds: every algorithm runs once per seed, e.g. 0,1,2,3,4 "
+                  "(overrides --seed).")
+flags.DEFINE_enum("token_reading", _DEFAULTS.token_reading,
+                  list(token_reading.READINGS),
+                  "How the rules read tokens 0/1: paper (0 note-off, 1 "
+                  "no-event, as the Note RNN was trained) or magenta (the "
+                  "original code's swapped reading).")
+flags.DEFINE_bool("g_updates_prior", _DEFAULTS.g_updates_prior,
+                  "G-learning's target trains the Reward RNN (the prior), as "
+                  "the original code did; the paper's prior is fixed.")
+flags.DEFINE_bool("boltzmann_store_argmax", _DEFAULTS.boltzmann_store_argmax,
+                  "With --exploration=boltzmann, store the argmax note in "
+                  "replay while the sampled note is played (the original).")
+flags.DEFINE_enum("figure2_r_mt", _DEFAULTS.figure2_r_mt,
+                  list(tuning.FIGURE2_R_MT),
+                  "Figure 2's r_MT: mean per note, or each melody's last note "
+                  "(the original's evaluation).")
+flags.DEFINE_integer("parallel_runs", 1,
+                     "Runs of a grid at once (> 1: on local Ray; needs "
+                     "pip install -e '.[cluster]').")
+flags.DEFINE_string("ray_address", None,
+                    "Run the grid on this Ray cluster (e.g. ray://head:10001).")
 flags.DEFINE_string("note_rnn_checkpoint", note_rnn.SHIPPED_CHECKPOINT_DIR,
                     "Note RNN checkpoint directory (default: the shipped one).")
 flags.DEFINE_string("primer_midi", None,
@@ -127,25 +168,107 @@ flags.DEFINE_integer("figure2_melodies", 100,
                      "Melodies sampled per Figure 2 point.")
 flags.DEFINE_integer("log_every_notes", None,
                      "Progress line period in notes (default num_notes/50).")
-flags.DEFINE_integer("report_melodies", 10000,
-                     "Melodies per model for the final evaluation report.")
+flags.DEFINE_integer("report_melodies", 100000,
+                     "Melodies per model for the final evaluation report "
+                     "(the paper's 100,000).")
 flags.DEFINE_bool("report", True,
                   "Write the evaluation report when all algorithms are done.")
 
 # Settings whose change would make a resumed run a different run.
 _RESUME_KEYS = [f.name for f in dataclasses.fields(tuning.TuningConfig)
-                if f.name != "algorithm"] + ["note_rnn_checkpoint", "primer"]
+                if f.name != "algorithm"] + ["note_rnn_checkpoint", "primer",
+                                             "preset"]
+# Grid dimensions: flags that take lists; each run gets one value of each.
+_GRID_FLAGS = ("c", "gamma", "seed")
+# Flags a grid passes on to each of its runs (rl_tuner_tf/grid.py).
+_RUN_FLAGS = ([f.name for f in dataclasses.fields(tuning.TuningConfig)
+               if f.name not in ("algorithm",) + _GRID_FLAGS] +
+              ["preset", "note_rnn_checkpoint", "primer_midi", "primer_melody",
+               "primer_corpus", "primer_tfrecord_dir", "primer_length",
+               "primer_pool_size", "checkpoint_every_notes",
+               "figure2_every_notes", "figure2_melodies", "log_every_notes"])
 
 
 class NonFiniteLossError(RuntimeError):
   pass
 
 
-def config_from_flags(algorithm):
-  values = {f.name: getattr(FLAGS, f.name)
-            for f in dataclasses.fields(tuning.TuningConfig)
-            if f.name != "algorithm"}
+def _given(name):
+  """True when flag ``name`` was set (command line or code), not defaulted."""
+  return not FLAGS[name].using_default_value
+
+
+def resolved_settings():
+  """{TuningConfig field: value}: defaults, then --preset, then given flags.
+
+  c, gamma and seed are the first value of their grid dimension.
+  """
+  fields = [f.name for f in dataclasses.fields(tuning.TuningConfig)
+            if f.name != "algorithm"]
+  defaults = {f.name: f.default for f in dataclasses.fields(tuning.TuningConfig)
+              if f.name != "algorithm"}
+  explicit = {name: getattr(FLAGS, name) for name in fields
+              if name not in _GRID_FLAGS and _given(name)}
+  try:
+    values = presets.resolve(FLAGS.preset, explicit, defaults)
+  except ValueError as e:
+    raise tuning.ConfigError("preset", str(e)) from e
+  values.update({name: vals[0] for name, vals in grid_values().items()})
+  return values
+
+
+def _values(name, parse):
+  """The values of list flag ``name`` (a scalar set by code counts as one)."""
+  value = FLAGS[name].value
+  items = value if isinstance(value, (list, tuple)) else [value]
+  try:
+    parsed = [parse(str(v).strip()) for v in items if str(v).strip()]
+  except ValueError as e:
+    raise tuning.ConfigError(name, f"not a list of numbers: {e}") from e
+  if not parsed:
+    raise tuning.ConfigError(name, "give at least one value")
+  return parsed
+
+
+def grid_values():
+  """{"c": [...], "gamma": [...], "seed": [...]}: the grid's dimensions."""
+  preset = presets.PRESETS.get(FLAGS.preset, {})
+  out = {}
+  for name in ("c", "gamma"):
+    if FLAGS[name].value is not None:
+      out[name] = _values(name, float)
+    else:
+      out[name] = [preset.get(name, getattr(_DEFAULTS, name))]
+  if FLAGS.seeds is not None:
+    if _given("seed"):
+      raise tuning.ConfigError("seeds", "give --seed or --seeds, not both")
+    out["seed"] = _values("seeds", int)
+  else:
+    out["seed"] = [FLAGS.seed]
+  return out
+
+
+def config_from_flags(algorithm, c=None, gamma=None, seed=None):
+  """The TuningConfig of one run: resolved settings at one grid point."""
+  values = resolved_settings()
+  for name, value in (("c", c), ("gamma", gamma), ("seed", seed)):
+    if value is not None:
+      values[name] = value
   return tuning.TuningConfig(algorithm=algorithm, **values)
+
+
+def grid_specs(algorithms, output_dir):
+  """The runs of this command (one per algorithm and grid point)."""
+  values = grid_values()
+  passed_on = [FLAGS[name].serialize() for name in _RUN_FLAGS if _given(name)]
+  if not _given("preset"):
+    passed_on.append(FLAGS["preset"].serialize())
+  try:
+    return grid.expand(algorithms, values["c"], values["gamma"],
+                       values["seed"], output_dir, flags=passed_on)
+  except ValueError as e:
+    name = str(e).split(":")[0].lstrip("-")
+    raise tuning.ConfigError(name, str(e).split(":", 1)[1].strip()) from e
 
 
 def _round_up(value, multiple):
@@ -243,7 +366,11 @@ def primer_setting(primer):
 
 
 def default_output_dir(algorithms):
-  return os.path.join("runs", f"tune_{'_'.join(algorithms)}_seed{FLAGS.seed}")
+  seeds = grid_values()["seed"]
+  label = (f"seed{seeds[0]}" if len(seeds) == 1
+           else f"seeds{'-'.join(str(s) for s in seeds)}")
+  return os.path.join("runs", f"tune_{'_'.join(algorithms)}_{FLAGS.preset}_"
+                      f"{label}")
 
 
 def _format_seconds(seconds):
@@ -291,23 +418,28 @@ def figure2_point(tuner, step):
   mean_log_p, mean_r_mt = generate.figure2_point(
       tuner.config.algorithm, tuner.q_network, tuner.reward_rnn,
       num_melodies=FLAGS.figure2_melodies, seed=tuner.config.seed + step,
-      num_notes=tuner.config.num_notes_in_melody)
+      num_notes=tuner.config.num_notes_in_melody,
+      token_reading=tuner.config.token_reading,
+      r_mt=tuner.config.figure2_r_mt)
   return {"step": str(step), "mean_log_p": f"{mean_log_p:.6f}",
           "mean_r_mt": f"{mean_r_mt:.6f}"}
 
 
-def tune(algorithm, source_model, run_dir, primer, log=print):
-  """Trains one algorithm in run_dir (resuming if it holds a checkpoint).
+def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
+         gamma=None, seed=None):
+  """Trains one algorithm in run_dir (resuming if it holds a checkpoint), at
+  grid point (c, gamma, seed) (default: the flags' first values).
 
   Returns the directory of the saved tuned model.
   """
-  config = config_from_flags(algorithm)
+  config = config_from_flags(algorithm, c=c, gamma=gamma, seed=seed)
   config.validate()
   every = periods(config)
   os.makedirs(run_dir, exist_ok=True)
   settings = dataclasses.asdict(config)
   settings["note_rnn_checkpoint"] = os.path.abspath(FLAGS.note_rnn_checkpoint)
   settings["primer"] = primer_setting(primer)
+  settings["preset"] = FLAGS.preset
   _check_resume_config(os.path.join(run_dir, "config.json"), settings)
   model_dir = os.path.join(run_dir, "model")
   if os.path.exists(os.path.join(model_dir, melody_policy.TUNED_CONFIG)):
@@ -425,28 +557,59 @@ def main(argv):
         f"--algorithm: must be a comma-separated list of "
         f"{', '.join(targets.ALGORITHMS)} (got {','.join(FLAGS.algorithm)!r})")
   try:
-    for algorithm in algorithms:  # every setting, before any work starts
-      config = config_from_flags(algorithm)
+    output_dir = FLAGS.output_dir or default_output_dir(algorithms)
+    specs = grid_specs(algorithms, output_dir)
+    for spec in specs:  # every setting, before any work starts
+      config = config_from_flags(spec.algorithm, spec.c, spec.gamma, spec.seed)
       config.validate()
       periods(config)
+    if FLAGS.parallel_runs < 1:
+      raise tuning.ConfigError("parallel_runs",
+                               f"must be >= 1 (got {FLAGS.parallel_runs})")
     primer = load_primer()
     source = note_rnn.load(FLAGS.note_rnn_checkpoint)
   except tuning.ConfigError as e:
     raise app.UsageError(str(e)) from e
   except (FileNotFoundError, note_rnn.CheckpointMismatchError) as e:
     raise app.UsageError(f"--note_rnn_checkpoint: {e}") from e
-  output_dir = FLAGS.output_dir or default_output_dir(algorithms)
   os.makedirs(output_dir, exist_ok=True)
-  try:
-    for algorithm in algorithms:
-      tune(algorithm, source, os.path.join(output_dir, algorithm), primer)
-  except tuning.ConfigError as e:
-    raise app.UsageError(str(e)) from e
-  except NonFiniteLossError as e:
-    print(f"ERROR: {e}", file=sys.stderr)
-    sys.exit(2)
+  if len(specs) > 1:
+    print(f"Grid of {len(specs)} runs in {output_dir} (preset "
+          f"{FLAGS.preset}): " + ", ".join(s.name for s in specs))
+  started = time.time()
+  if FLAGS.parallel_runs > 1 or FLAGS.ray_address:
+    run_grid_on_ray(specs)
+  else:
+    try:
+      for spec in specs:
+        tune(spec.algorithm, source, spec.run_dir, primer, c=spec.c,
+             gamma=spec.gamma, seed=spec.seed)
+    except tuning.ConfigError as e:
+      raise app.UsageError(str(e)) from e
+    except NonFiniteLossError as e:
+      print(f"ERROR: {e}", file=sys.stderr)
+      sys.exit(2)
+  print(f"Tuning done: {len(specs)} run(s) in "
+        f"{_format_seconds(time.time() - started)}")
   if FLAGS.report:
-    evaluate_and_report(output_dir, FLAGS.report_melodies, FLAGS.seed)
+    evaluate_and_report(output_dir, FLAGS.report_melodies,
+                        grid_values()["seed"][0])
+
+
+def run_grid_on_ray(specs):
+  """Runs the grid's specs on local Ray (--parallel_runs) or a cluster
+  (--ray_address); exits non-zero naming the runs that failed."""
+  try:
+    from rl_tuner_tf import grid_ray  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise app.UsageError(f"--parallel_runs / --ray_address: {e}") from e
+  results = grid_ray.run_on_ray(specs, parallel_runs=FLAGS.parallel_runs,
+                                ray_address=FLAGS.ray_address)
+  failed = [spec.name for spec, code in results if code != 0]
+  if failed:
+    print(f"ERROR: {len(failed)} run(s) failed: {', '.join(failed)}; rerun "
+          "the same command to resume them.", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,18 @@ B / train_every_n_notes minibatches of minibatch_size transitions
 B / (train_every_n_notes * minibatches_per_update) updates, each on
 minibatches_per_update * minibatch_size transitions: ``minibatches_per_update``
 = 1 is the paper's exact schedule (200,000 updates of 32 for 1,000,000
-notes); larger values merge k paper minibatches into one update of the same
-transitions (same 6.4M transitions per run, k times fewer updates), which is
-what makes a full run fit in minutes on a CPU. To keep the pace of learning
-per note, a merged update moves the target network by 1 - (1 - eta)^k and
-the Adam learning rate is multiplied by ``lr_multiplier`` (default sqrt(k));
-see ``TuningConfig``.
+notes), the default; larger values are an opt-in speed setting that merges k
+paper minibatches into one update of the same transitions (same 6.4M
+transitions per run, k times fewer updates). It approximates the paper's
+schedule: a merged update moves the target network by 1 - (1 - eta)^k (exact
+for k soft updates in a row) and multiplies the Adam learning rate by
+``lr_multiplier`` (default sqrt(k), a heuristic for the larger batch's smaller
+gradient noise, not an equivalence); see ``TuningConfig``.
+
+What the original code ran differently from the paper (reference section 9)
+is reachable setting by setting, and as a whole with the ``magenta`` preset
+(presets.py): ``token_reading``, ``g_updates_prior``,
+``boltzmann_store_argmax``, ``figure2_r_mt`` (train.py), c and exploration.
 
 Everything that defines where a run is -- networks, optimizer, environment
 (compositions, Reward RNN state, random generator), policy state and random
@@ -38,6 +44,9 @@ from rl_tuner_tf import note_rnn
 from rl_tuner_tf.agents import exploration
 from rl_tuner_tf.agents import rl_tuner_agent
 from rl_tuner_tf.agents import targets
+from rl_tuner_tf.rewards import token_reading
+
+from rl_tuner_tf.evaluation.generate import FIGURE2_R_MT
 
 
 class ConfigError(ValueError):
@@ -61,7 +70,7 @@ class TuningConfig:
   target_update_rate: float = 0.01    # eta, per paper minibatch
   minibatch_size: int = 32
   train_every_n_notes: int = 5
-  minibatches_per_update: int = 8     # k paper minibatches per update; 1 = exact
+  minibatches_per_update: int = 1     # k paper minibatches per update; 1 = exact
   replay_capacity: int = 100_000      # transitions (notes)
   gradient_clip_norm: float = 5.0
   exploration: str = "egreedy"        # egreedy | boltzmann
@@ -74,6 +83,11 @@ class TuningConfig:
   random_note_max: int = 36           # original's 0..36 draw; 37 = all classes
   terminal_discount: float = 1.0      # original: bootstraps through the end
   seed: int = 0
+  # The original code's differences from the paper (reference section 9):
+  token_reading: str = "paper"        # rules read 0/1 as the paper; "magenta": swapped
+  g_updates_prior: bool = False       # G's target trains the Reward RNN (original)
+  boltzmann_store_argmax: bool = False  # Boltzmann: replay stores the argmax (original)
+  figure2_r_mt: str = "mean"          # Figure 2's r_MT: "mean" per note; "last_note" (original)
 
   def resolved_exploration_period(self):
     if self.exploration_period is None:
@@ -101,6 +115,12 @@ class TuningConfig:
           f"must be one of {', '.join(targets.ALGORITHMS)}")
     check(self.exploration in exploration.MODES, "exploration",
           f"must be one of {', '.join(exploration.MODES)}")
+    check(self.token_reading in token_reading.READINGS, "token_reading",
+          f"must be one of {', '.join(token_reading.READINGS)}")
+    check(self.figure2_r_mt in FIGURE2_R_MT, "figure2_r_mt",
+          f"must be one of {', '.join(FIGURE2_R_MT)}")
+    check(not self.boltzmann_store_argmax or self.exploration == "boltzmann",
+          "boltzmann_store_argmax", "needs --exploration=boltzmann")
     for name in ("num_notes", "minibatch_size", "train_every_n_notes",
                  "minibatches_per_update", "replay_capacity",
                  "num_compositions", "num_notes_in_melody"):
@@ -161,13 +181,16 @@ class Tuner:
     self.target_q_network = copy_network(note_rnn_model, "target_q_network")
     self.reward_rnn = copy_network(note_rnn_model, "reward_rnn")
     self.reward_rnn.trainable = False
+    # The original's G trains the prior through its target (reference 9).
+    trains_prior = config.g_updates_prior and config.algorithm == "g"
     self.env = melody_environment.MelodyEnvironment(
         self.reward_rnn, b, c=config.c,
         include_log_p=targets.includes_log_p_in_reward(config.algorithm),
         num_notes_in_melody=config.num_notes_in_melody,
         random_note_max=config.random_note_max, primer=primer,
         reward_weights=reward_weights,
-        terminal_discount=config.terminal_discount, seed=config.seed)
+        terminal_discount=config.terminal_discount, seed=config.seed,
+        token_reading=config.token_reading, expose_reward_state=trains_prior)
     self.notes_composed = tf.Variable(0, dtype=tf.int64, trainable=False,
                                       name="notes_composed")
     self.epsilon = exploration.LinearEpsilon(
@@ -175,7 +198,6 @@ class Tuner:
         config.resolved_exploration_period())
     self.optimizer = tf.keras.optimizers.Adam(
         config.learning_rate * config.resolved_lr_multiplier())
-    self.optimizer.build(self.q_network.trainable_variables)
     self.agent = rl_tuner_agent.RLTunerAgent(
         self.env.time_step_spec(), self.env.action_spec(), self.q_network,
         self.target_q_network, config.algorithm, self.optimizer,
@@ -187,7 +209,9 @@ class Tuner:
         random_note_max=config.random_note_max, primer=self.env.primer,
         seed=config.seed,
         train_step_counter=tf.Variable(0, dtype=tf.int64, trainable=False,
-                                       name="train_step"))
+                                       name="train_step"),
+        prior_network=self.reward_rnn if trains_prior else None)
+    self.optimizer.build(self.agent.trained_variables)
     self.agent.initialize()
     # Capacity counts notes; each composition also leaves one boundary item.
     per_row = config.replay_capacity / b
@@ -197,7 +221,7 @@ class Tuner:
         max_length=int(math.ceil(per_row)))
     self.driver = dynamic_step_driver.DynamicStepDriver(
         self.env, self.agent.collect_policy,
-        observers=[self.replay_buffer.add_batch], num_steps=b)
+        observers=[self._add_to_replay], num_steps=b)
     state = self.agent.collect_policy.get_initial_state(b)
     self._policy_state = tf.Module(name="collect_policy_state")
     self._policy_state.values = [
@@ -212,6 +236,7 @@ class Tuner:
     self._stats.bad_loss = tf.Variable(0.0, trainable=False)
     self.checkpoint = tf.train.Checkpoint(
         q_network=self.q_network, target_q_network=self.target_q_network,
+        reward_rnn=self.reward_rnn,
         optimizer=self.optimizer, environment=self.env.trackable,
         replay_buffer=self.replay_buffer,
         collect_generator=self.agent.collect_policy.generator,
@@ -219,6 +244,15 @@ class Tuner:
         policy_state=self._policy_state, notes_composed=self.notes_composed,
         train_step=self.agent.train_step_counter)
     self._run_fn = tf.function(self._run, autograph=False)
+
+  def _add_to_replay(self, trajectory):
+    """The replay observer: stores the trajectory; with
+    boltzmann_store_argmax, with the policy's argmax as its action while the
+    environment played the sampled note (the original's Boltzmann mode)."""
+    if self.config.boltzmann_store_argmax:
+      trajectory = trajectory.replace(
+          action=trajectory.policy_info["greedy_action"])
+    return self.replay_buffer.add_batch(trajectory)
 
   # -- the compiled loop ----------------------------------------------------------
   def _train_updates(self):

@@ -7,8 +7,10 @@ epsilon-greedy: with probability epsilon a uniformly random note (classes
   original: 500,000 of 1,000,000 notes), then stays at 0.1.
 Boltzmann: the note is sampled from the policy's softmax
   (Q: softmax(Q); Psi: softmax(Psi); G: softmax(log p + G)), optionally at a
-  temperature. The original stores the argmax as the action in this mode but
-  appends the sampled note; here the sampled note is both played and stored.
+  temperature. The sampled note is played; the policy info also carries the
+  argmax (``greedy_action``): the original stores that argmax in replay as the
+  action while it appends the sampled note, which ``TuningConfig.
+  boltzmann_store_argmax`` reproduces (tuning.py's replay observer).
 """
 from rl_tuner_tf import keras_setup  # noqa: F401
 import tensorflow as tf
@@ -65,6 +67,12 @@ class BoltzmannMelodyPolicy(policies.MelodyPolicy):
     super().__init__(time_step_spec, action_spec, q_network, kind,
                      greedy=False, primer=primer, seed=seed, name=name)
     self._temperature = float(temperature)
+
+  def extra_info_spec(self, action_spec):
+    return {"greedy_action": action_spec}
+
+  def extra_info(self, logits):
+    return {"greedy_action": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
   def _select(self, logits, time_step):
     return policies.sample_from_logits(self._generator,

@@ -17,7 +17,8 @@ or the state after reading the primer melody's notes before its last one --
 the same priming as the environment's Reward RNN.
 
 Policy info: ``q_state``, the LSTM state *before* the step, which the replay
-buffer stores so training can rerun the network from it (reference section 3).
+buffer stores so training can rerun the network from it (reference section 3);
+subclasses add their own entries (``extra_info``).
 Randomness comes from a seeded, checkpointed ``tf.random.Generator``.
 """
 from rl_tuner_tf import keras_setup  # noqa: F401
@@ -44,9 +45,11 @@ class MelodyPolicy(tf_policy.TFPolicy):
                greedy=None, primer=None, seed=0, name=None):
     melody_policy.check_algorithm(kind)
     state_spec = q_network.state_spec()
+    info_spec = {"q_state": state_spec}
+    info_spec.update(self.extra_info_spec(action_spec))
     super().__init__(
         time_step_spec, action_spec, policy_state_spec=state_spec,
-        info_spec={"q_state": state_spec}, clip=False,
+        info_spec=info_spec, clip=False,
         automatic_state_reset=False, name=name)
     self._q_network = q_network
     self._kind = kind
@@ -87,6 +90,16 @@ class MelodyPolicy(tf_policy.TFPolicy):
                                          observation["reward_logits"])
     return logits, state, new_state
 
+  def extra_info_spec(self, action_spec):
+    """Specs of the entries ``extra_info`` adds to the policy info."""
+    del action_spec
+    return {}
+
+  def extra_info(self, logits):
+    """More policy info from this step's logits (see extra_info_spec)."""
+    del logits
+    return {}
+
   def _select(self, logits, time_step):
     del time_step
     if self._greedy:
@@ -97,7 +110,8 @@ class MelodyPolicy(tf_policy.TFPolicy):
     del seed  # randomness comes from self._generator
     logits, state, new_state = self.logits_and_state(time_step, policy_state)
     action = self._select(logits, time_step)
-    return policy_step.PolicyStep(action, new_state, {"q_state": state})
+    return policy_step.PolicyStep(action, new_state,
+                                  {"q_state": state, **self.extra_info(logits)})
 
   def _distribution(self, time_step, policy_state):
     logits, state, new_state = self.logits_and_state(time_step, policy_state)
@@ -106,7 +120,8 @@ class MelodyPolicy(tf_policy.TFPolicy):
           tf.argmax(logits, axis=-1, output_type=tf.int32))
     else:
       dist = tfp.distributions.Categorical(logits=logits, dtype=tf.int32)
-    return policy_step.PolicyStep(dist, new_state, {"q_state": state})
+    return policy_step.PolicyStep(dist, new_state,
+                                  {"q_state": state, **self.extra_info(logits)})
 
 
 def sample_from_logits(generator, logits):

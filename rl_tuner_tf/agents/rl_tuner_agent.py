@@ -20,6 +20,12 @@ TF-Agents' DqnAgent) and takes one gradient step:
 Pairs whose first item ends a composition (LAST -> FIRST, TF-Agents'
 "boundary") are not transitions and are masked out of the loss.
 
+With ``prior_network`` (G only; the original code's behaviour, reference
+section 9) the Reward RNN -- the prior p -- is trained too: the G target's
+log p(a'|s') is recomputed from the stored Reward RNN state without a
+stop-gradient, and the optimizer updates the prior's weights with the
+G-network's. The paper's prior is fixed (the default: no prior_network).
+
 When one update stands for k of the paper's minibatches (``update_rate_
 multiplier`` k; see tuning.py), the soft update uses 1 - (1 - eta)^k so the
 target network tracks the Q-network at the paper's pace per note.
@@ -43,7 +49,8 @@ class RLTunerAgent(tf_agent.TFAgent):
                target_updates_per_train=1, gradient_clip_norm=5.0,
                exploration_mode="egreedy", epsilon=0.1,
                boltzmann_temperature=1.0, random_note_max=36, primer=None,
-               seed=0, train_step_counter=None, name="rl_tuner_agent"):
+               seed=0, train_step_counter=None, prior_network=None,
+               name="rl_tuner_agent"):
     melody_policy.check_algorithm(algorithm)
     if exploration_mode not in exploration.MODES:
       raise ValueError(f"unknown exploration {exploration_mode!r}; expected "
@@ -53,7 +60,11 @@ class RLTunerAgent(tf_agent.TFAgent):
     if not 0.0 < target_update_rate <= 1.0:
       raise ValueError(f"target_update_rate must be in (0, 1], got "
                        f"{target_update_rate}")
+    if prior_network is not None and algorithm != "g":
+      raise ValueError("prior_network (training the prior) is G-learning's "
+                       f"alone, not {algorithm!r}'s")
     tf.Module.__init__(self, name=name)
+    self._prior_network = prior_network
     self._q_network = q_network
     self._target_q_network = target_q_network
     self._algorithm = algorithm
@@ -93,6 +104,14 @@ class RLTunerAgent(tf_agent.TFAgent):
     return self._target_q_network
 
   @property
+  def trained_variables(self):
+    """What the optimizer updates: the Q/Psi/G network (and the prior)."""
+    variables = list(self._q_network.trainable_variables)
+    if self._prior_network is not None:
+      variables += list(self._prior_network.variables)
+    return variables
+
+  @property
   def effective_target_update_rate(self):
     return self._target_update_rate
 
@@ -114,10 +133,17 @@ class RLTunerAgent(tf_agent.TFAgent):
     chosen = tf.gather(values, first.action, axis=1, batch_dims=1)
     next_values, _ = self._target_q_network.step(
         second.observation["note"], second.policy_info["q_state"])
+    next_reward_logits = second.observation["reward_logits"]
+    if self._prior_network is not None:
+      # The original's G: log p(a'|s') from the live prior, gradient kept.
+      next_reward_logits, _ = self._prior_network.step(
+          second.observation["note"], second.observation["reward_state"])
+    else:
+      next_reward_logits = tf.stop_gradient(next_reward_logits)
     # Eq. 4 (q, rl_only) / Eq. 11 (psi) / Eq. 13 (g): see targets.py.
-    target = tf.stop_gradient(targets.bootstrapped_target(
+    target = targets.bootstrapped_target(
         self._algorithm, first.reward, first.discount, self._gamma,
-        next_values, second.observation["reward_logits"]))
+        tf.stop_gradient(next_values), next_reward_logits)
     td_error = target - chosen
     count = tf.maximum(tf.reduce_sum(valid), 1.0)
     loss = tf.reduce_sum(valid * tf.square(td_error)) / count
@@ -126,7 +152,7 @@ class RLTunerAgent(tf_agent.TFAgent):
     return tf_agent.LossInfo(loss, extra)
 
   def _train(self, experience, weights=None):
-    variables = self._q_network.trainable_variables
+    variables = self.trained_variables
     with tf.GradientTape() as tape:
       loss_info = self._loss(experience, weights)
     gradients = tape.gradient(loss_info.loss, variables)

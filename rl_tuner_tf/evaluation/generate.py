@@ -24,6 +24,8 @@ from rl_tuner_tf import melody_policy
 DEFAULT_BATCH_SIZE = 10000
 ORIGINAL_PRIME_CLASSES = encoding.NUM_CLASSES - 1  # 0..36, the original's draw
 
+FIGURE2_R_MT = ("mean", "last_note")
+
 _SAMPLERS = {}
 
 
@@ -107,12 +109,18 @@ def generate_melodies(kind, q_network, reward_rnn, num_melodies, seed,
 
 
 def figure2_point(kind, q_network, reward_rnn, num_melodies=100, seed=0,
-                  num_notes=32, weights=None):
-  """(mean log p(a|s), mean r_MT per note) of freshly sampled melodies --
-  one point of Figure 2 (the reference's 100 melodies, reporting the mean
-  rather than the original's last-note reward)."""
+                  num_notes=32, weights=None, token_reading="paper",
+                  r_mt="mean"):
+  """(mean log p(a|s), mean r_MT) of freshly sampled melodies -- one point of
+  Figure 2 (the reference's 100 melodies). r_mt: "mean" per note (the
+  reference), or "last_note": each melody's last note only (the original's
+  evaluation)."""
+  if r_mt not in FIGURE2_R_MT:
+    raise ValueError(f"r_mt must be one of {FIGURE2_R_MT}, got {r_mt!r}")
   from rl_tuner_tf.evaluation import table1  # pylint: disable=g-import-not-at-top
   tokens, log_p = generate_melodies(kind, q_network, reward_rnn, num_melodies,
                                     seed, num_notes=num_notes)
   return (float(log_p.mean()),
-          table1.mean_music_theory_reward(tokens, weights=weights))
+          table1.mean_music_theory_reward(
+              tokens, weights=weights, token_reading=token_reading,
+              last_note_only=r_mt == "last_note"))

@@ -1,9 +1,13 @@
 """The evaluation job behind ``python -m rl_tuner_tf.evaluate`` (kept free of
 absl flags so it can be imported next to other entry points' flags).
 
-For each model: sample N melodies from its policy, Table 1 statistics,
+For each model: sample N melodies from its policy, Table 1 statistics (read
+with the model's token reading: its run's ``token_reading``),
 melodies.npy / log_p.npy / table1.json / samples/ under <output_dir>/<model>/,
-then <output_dir>/table1.md and the HTML report.
+then <output_dir>/table1.md and the HTML report. A run holding several seeds
+(or a c / gamma grid) also gets <output_dir>/table1.json: every statistic as
+mean +- 95 % confidence interval over seeds with the per-seed values
+(evaluation/seeds.py), and a c sweep its table and plot.
 """
 import glob
 import json
@@ -18,7 +22,9 @@ from rl_tuner_tf import note_rnn
 from rl_tuner_tf.evaluation import generate
 from rl_tuner_tf.evaluation import report
 from rl_tuner_tf.evaluation import samples
+from rl_tuner_tf.evaluation import seeds
 from rl_tuner_tf.evaluation import table1
+from rl_tuner_tf.rewards import token_reading as reading_lib
 
 
 class SettingError(ValueError):
@@ -26,9 +32,10 @@ class SettingError(ValueError):
 
 
 def find_tuned_models(run_dir):
-  """Folders holding tuned.json, up to two levels below run_dir."""
+  """Folders holding tuned.json, up to three levels below run_dir
+  (<run>/<algorithm>/model, and <run>/<grid point>/<algorithm>/model)."""
   found = []
-  for pattern in ("*", os.path.join("*", "*")):
+  for pattern in ("*", os.path.join("*", "*"), os.path.join("*", "*", "*")):
     found += glob.glob(os.path.join(run_dir, pattern,
                                     melody_policy.TUNED_CONFIG))
   return sorted({os.path.dirname(p) for p in found})
@@ -46,8 +53,19 @@ def check_settings(num_melodies, batch_size, num_notes, num_samples,
     raise SettingError(f"--run_dir: {run_dir!r} is not a directory")
 
 
-def load_models(note_rnn_checkpoint, tuned_model_dirs):
-  """-> [(name, kind, q_network or None, reward_rnn)], validated up front."""
+def model_name(algorithm, model_dir, run_dir=None):
+  """'q' for <run>/q/model; 'q_c2-seed3' for <run>/c2-seed3/q/model."""
+  if run_dir is not None:
+    parts = os.path.relpath(os.path.dirname(os.path.normpath(model_dir)),
+                            run_dir).split(os.sep)
+    if len(parts) == 2 and parts[1] == algorithm:
+      return f"{algorithm}_{parts[0]}"
+  return algorithm
+
+
+def load_models(note_rnn_checkpoint, tuned_model_dirs, run_dir=None):
+  """-> [(name, kind, q_network or None, reward_rnn, settings)], validated up
+  front; settings: the run's config from tuned.json ({} for the Note RNN)."""
   for model_dir in tuned_model_dirs:
     if not os.path.exists(os.path.join(model_dir, melody_policy.TUNED_CONFIG)):
       raise SettingError(f"--tuned_model_dirs: {model_dir!r} is not a tuned "
@@ -61,27 +79,48 @@ def load_models(note_rnn_checkpoint, tuned_model_dirs):
   models = []
   if note_rnn_checkpoint:
     models.append(("note_rnn", "note_rnn", None,
-                   note_rnn.load(note_rnn_checkpoint)))
+                   note_rnn.load(note_rnn_checkpoint), {}))
   names = {m[0] for m in models}
   for model_dir in tuned_model_dirs:
-    algorithm, q_network, reward_rnn, _ = melody_policy.load_tuned(model_dir)
-    name = algorithm
+    algorithm, q_network, reward_rnn, tuned = melody_policy.load_tuned(model_dir)
+    name = model_name(algorithm, model_dir, run_dir)
     if name in names:
       name = f"{algorithm}_{os.path.basename(os.path.normpath(model_dir))}"
     names.add(name)
-    models.append((name, algorithm, q_network, reward_rnn))
+    models.append((name, algorithm, q_network, reward_rnn,
+                   tuned.get("config", {})))
   if not models:
     raise SettingError("nothing to evaluate: give --note_rnn_checkpoint, "
                        "--tuned_model_dirs or --run_dir")
   return models
 
 
+def common_token_reading(models):
+  """The token reading of the tuned models (the Note RNN row is read the
+  same way); "paper" when there are none. Mixed readings are an error."""
+  readings = {m[4].get("token_reading", "paper") for m in models if m[4]}
+  if len(readings) > 1:
+    raise SettingError(f"the tuned models were trained with different token "
+                       f"readings {sorted(readings)}; evaluate them apart or "
+                       "give --token_reading")
+  return readings.pop() if readings else "paper"
+
+
 def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
                     batch_size=generate.DEFAULT_BATCH_SIZE, num_notes=32,
-                    num_samples=5, prime_all_classes=False, log=print):
-  """Generates, scores and writes each model; returns {name: stats}."""
+                    num_samples=5, prime_all_classes=False, token_reading=None,
+                    log=print):
+  """Generates, scores and writes each model; returns {name: stats}.
+
+  token_reading: how the rules read tokens 0/1 for every model; None: each
+  tuned model's own (from its run's settings), and theirs for the Note RNN.
+  """
+  if token_reading is not None:
+    reading_lib.check_reading(token_reading)
+  default_reading = token_reading or common_token_reading(models)
   results = {}
-  for name, kind, q_network, reward_rnn in models:
+  for name, kind, q_network, reward_rnn, settings in models:
+    reading = token_reading or settings.get("token_reading", default_reading)
     model_dir = os.path.join(output_dir, name)
     os.makedirs(model_dir, exist_ok=True)
     start = time.time()
@@ -89,9 +128,11 @@ def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
         kind, q_network, reward_rnn, num_melodies, seed, num_notes=num_notes,
         batch_size=batch_size, prime_all_classes=prime_all_classes)
     generated = time.time()
-    stats = table1.compute_table1(tokens, log_p)
+    stats = table1.compute_table1(tokens, log_p, token_reading=reading)
     scored = time.time()
     stats.update({"model": name, "kind": kind, "seed": seed,
+                  "run_settings": {k: settings[k] for k in seeds.RUN_KEYS
+                                   if k in settings},
                   "prime_all_classes": bool(prime_all_classes),
                   "generation_seconds": round(generated - start, 2),
                   "statistics_seconds": round(scored - generated, 2)})
@@ -109,13 +150,15 @@ def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
     results[name] = stats
   with open(os.path.join(output_dir, "table1.md"), "w") as f:
     f.write(table1.markdown_table(results))
+  seeds.write_summaries(results, output_dir)
   return results
 
 
 def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
         tuned_model_dirs=(), run_dir=None, output_dir=None,
         num_melodies=100000, seed=0, batch_size=generate.DEFAULT_BATCH_SIZE,
-        num_notes=32, num_samples=5, prime_all_classes=False, log=print):
+        num_notes=32, num_samples=5, prime_all_classes=False,
+        token_reading=None, log=print):
   """The whole job -> (results {model: stats}, output_dir, report path).
 
   run_dir: a training run; when tuned_model_dirs is empty every tuned model
@@ -128,11 +171,12 @@ def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
     tuned = find_tuned_models(run_dir)
   output_dir = output_dir or (os.path.join(run_dir, "evaluation") if run_dir
                               else os.path.join("runs", "evaluation"))
-  models = load_models(note_rnn_checkpoint, tuned)
+  models = load_models(note_rnn_checkpoint, tuned, run_dir=run_dir)
   os.makedirs(output_dir, exist_ok=True)
   results = evaluate_models(
       models, output_dir, num_melodies=num_melodies, seed=seed,
       batch_size=batch_size, num_notes=num_notes, num_samples=num_samples,
-      prime_all_classes=prime_all_classes, log=log)
+      prime_all_classes=prime_all_classes, token_reading=token_reading,
+      log=log)
   report_path = report.write_report(run_dir or output_dir, eval_dir=output_dir)
   return results, output_dir, report_path

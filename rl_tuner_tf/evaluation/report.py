@@ -2,6 +2,8 @@
 
 Layout read here (written by ``rl_tuner_tf.train`` and ``rl_tuner_tf.evaluate``):
   <run_dir>/<algorithm>/figure2.csv       columns step,mean_log_p,mean_r_mt
+  <run_dir>/<point>/<algorithm>/figure2.csv   the same, one per grid point
+                                          (seeds: mean with a 95 % CI band)
   <eval_dir>/<model>/table1.json          Table 1 statistics of one model
   <eval_dir>/<model>/samples/*.png|.wav   piano rolls and audio
 where eval_dir is <run_dir>/evaluation when it exists, else <run_dir>.
@@ -15,6 +17,7 @@ import html
 import json
 import os
 
+from rl_tuner_tf.evaluation import seeds
 from rl_tuner_tf.evaluation import table1
 
 FIGURE2_CSV = "figure2.csv"
@@ -47,19 +50,46 @@ def read_figure2_csv(path):
   return columns
 
 
-def plot_figure2(run_dir, output_dir=None):
-  """One PNG per quantity, every algorithm's curve on it -> [png paths].
+def figure2_curves(run_dir):
+  """{group: [curve, ...]}: the run's figure2.csv files, those of the seeds of
+  one grid group (e.g. q at c 2: <run>/c2-seed*/q/) together."""
+  curves = {}
+  for pattern in (os.path.join("*", FIGURE2_CSV),
+                  os.path.join("*", "*", FIGURE2_CSV)):
+    for path in sorted(glob.glob(os.path.join(run_dir, pattern))):
+      data = read_figure2_csv(path)
+      if not data["step"]:
+        continue
+      parts = os.path.relpath(os.path.dirname(path), run_dir).split(os.sep)
+      algorithm = parts[-1]
+      name = "_".join([algorithm] + parts[:-1])
+      group, _ = seeds.group_and_seed(name, {"kind": algorithm})
+      curves.setdefault(group, []).append(data)
+  return curves
 
-  Reads <run_dir>/<algorithm>/figure2.csv; returns [] when there is none.
+
+def mean_curve(runs, key):
+  """(steps, mean, 95 % CI half-width or None) over runs, at their common
+  steps."""
+  common = sorted(set.intersection(*[set(r["step"]) for r in runs]))
+  values = [[r[key][r["step"].index(s)] for r in runs] for s in common]
+  pairs = [seeds.interval(v) for v in values]
+  halves = [h for _, h in pairs]
+  return (common, [m for m, _ in pairs],
+          None if any(h is None for h in halves) else halves)
+
+
+def plot_figure2(run_dir, output_dir=None):
+  """One PNG per quantity, every algorithm's curve on it -> [png paths]; a
+  group of seeds is drawn as its mean with a 95 % confidence band.
+
+  Reads <run_dir>/<algorithm>/figure2.csv and <run_dir>/<point>/<algorithm>/
+  figure2.csv; returns [] when there is none.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  curves = {}
-  for path in glob.glob(os.path.join(run_dir, "*", FIGURE2_CSV)):
-    data = read_figure2_csv(path)
-    if data["step"]:
-      curves[os.path.basename(os.path.dirname(path))] = data
+  curves = figure2_curves(run_dir)
   if not curves:
     return []
   output_dir = output_dir or run_dir
@@ -68,8 +98,14 @@ def plot_figure2(run_dir, output_dir=None):
   for key, label in FIGURE2_QUANTITIES:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in _order(curves):
-      ax.plot(curves[name]["step"], curves[name][key], marker="o",
-              markersize=3, label=name)
+      steps, mean, half = mean_curve(curves[name], key)
+      n = len(curves[name])
+      line, = ax.plot(steps, mean, marker="o", markersize=3,
+                      label=name if n == 1 else f"{name} (mean of {n})")
+      if half is not None:
+        ax.fill_between(steps, [m - h for m, h in zip(mean, half)],
+                        [m + h for m, h in zip(mean, half)],
+                        color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("training step (notes)")
     ax.set_ylabel(label)
     ax.set_title(f"Figure 2: {label}")
@@ -97,6 +133,32 @@ def _html_table(results):
                + "</tr>")
   out.append("</table>")
   out.append(f"<p>{html.escape(table1.table_footnote(results))}</p>")
+  return "\n".join(out)
+
+
+def _markdown_to_html(text):
+  """The Markdown tables and paragraphs this package writes, as HTML."""
+  out, rows = [], []
+
+  def flush():
+    if rows:
+      out.append("<table>" + "".join(rows) + "</table>")
+      rows.clear()
+  for line in text.splitlines():
+    if line.startswith("|"):
+      cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+      if all(set(c) <= set("-") for c in cells):
+        continue
+      tag = "th" if not rows else "td"
+      rows.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>"
+                                   for c in cells) + "</tr>")
+      continue
+    flush()
+    if line.startswith("### "):
+      out.append(f"<h3>{html.escape(line[4:])}</h3>")
+    elif line.strip():
+      out.append(f"<p>{html.escape(line)}</p>")
+  flush()
   return "\n".join(out)
 
 
@@ -137,6 +199,20 @@ def write_report(run_dir, eval_dir=None, title=None, notes=None):
     parts.append(_html_table(results))
   else:
     parts.append(f"<p>No table1.json under {html.escape(eval_dir)}.</p>")
+  seeds_table = os.path.join(eval_dir, "table1_seeds.md")
+  if os.path.exists(seeds_table):
+    parts.append("<h2>Table 1 over seeds (mean ± 95 % CI)</h2>")
+    with open(seeds_table) as f:
+      parts.append(_markdown_to_html(f.read()))
+  sweep_md = os.path.join(eval_dir, "sweep_c.md")
+  if os.path.exists(sweep_md):
+    parts.append("<h2>Statistics against c</h2>")
+    with open(sweep_md) as f:
+      parts.append(_markdown_to_html(f.read()))
+    sweep_png = os.path.join(eval_dir, "sweep_c.png")
+    if os.path.exists(sweep_png):
+      parts.append(f"<img alt='sweep_c.png' "
+                   f"src='{_data_uri(sweep_png, 'image/png')}'>")
   parts.append("<h2>Figure 2: during tuning</h2>")
   if figures:
     for path in figures:

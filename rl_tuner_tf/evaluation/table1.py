@@ -26,6 +26,7 @@ from rl_tuner_tf.rewards import autocorrelation
 from rl_tuner_tf.rewards import extremes
 from rl_tuner_tf.rewards import music_theory
 from rl_tuner_tf.rewards import replay
+from rl_tuner_tf.rewards import token_reading as reading_lib
 
 DEFAULT_CHUNK = 20000
 
@@ -108,13 +109,18 @@ def _ratio(numerator, denominator):
   return float(numerator) / float(denominator) if denominator else float("nan")
 
 
-def compute_table1(melodies, log_p=None, weights=None, chunk_size=DEFAULT_CHUNK):
+def compute_table1(melodies, log_p=None, weights=None, chunk_size=DEFAULT_CHUNK,
+                   token_reading="paper"):
   """Table 1 statistics of melodies [N, T] -> dict (fractions, not percent).
 
   log_p: optional [N, T] log p(a|s) of each note under the Note RNN.
   weights: rule weights for mean r_MT (default: all 1).
+  token_reading: how the rules and statistics read tokens 0/1 ("paper", or
+    "magenta": the original code's swapped reading; rewards/token_reading.py).
+    Recorded in the result.
   """
-  tokens = replay.check_melodies(melodies).numpy()
+  tokens = reading_lib.rule_view(replay.check_melodies(melodies).numpy(),
+                                 token_reading)
   num_melodies, num_notes = tokens.shape
   if num_melodies == 0:
     raise ValueError("no melodies to evaluate")
@@ -132,6 +138,7 @@ def compute_table1(melodies, log_p=None, weights=None, chunk_size=DEFAULT_CHUNK)
   stats = {
       "num_melodies": int(num_melodies),
       "num_notes_per_melody": int(num_notes),
+      "token_reading": token_reading,
       "notes_excessively_repeated": _ratio(totals["repeated"], total_notes),
       "notes_not_in_key": _ratio(totals["not_in_key"], total_notes),
       "melodies_starting_with_tonic": _ratio(totals["starts_with_tonic"],
@@ -162,9 +169,16 @@ def compute_table1(melodies, log_p=None, weights=None, chunk_size=DEFAULT_CHUNK)
   return stats
 
 
-def mean_music_theory_reward(melodies, weights=None):
-  """Mean r_MT per note of melodies [N, T] (Figure 2's second curve)."""
-  return compute_table1(melodies, weights=weights)["mean_r_mt"]
+def mean_music_theory_reward(melodies, weights=None, token_reading="paper",
+                             last_note_only=False):
+  """Mean r_MT per note of melodies [N, T] (Figure 2's second curve), or with
+  ``last_note_only`` the mean r_MT of each melody's last note (what the
+  original code's Figure 2 kept)."""
+  if last_note_only:
+    totals = replay.replay_melodies(melodies, weights, token_reading).total
+    return float(np.mean(totals.numpy()[:, -1]))
+  return compute_table1(melodies, weights=weights,
+                        token_reading=token_reading)["mean_r_mt"]
 
 
 def _cell(value, style):

@@ -13,6 +13,7 @@ import tensorflow as tf
 from data_pipeline.encoding import NUM_CLASSES
 from rl_tuner_tf.rewards import composition
 from rl_tuner_tf.rewards import music_theory
+from rl_tuner_tf.rewards import token_reading as reading_lib
 
 
 class Replay(NamedTuple):
@@ -92,10 +93,11 @@ def compiled(builder, num_notes, weights=None):
   return fn
 
 
-def replay_melodies(tokens, weights=None):
+def replay_melodies(tokens, weights=None, token_reading="paper"):
   """tokens [N, T] int (T static) -> Replay, computed in a tf.function.
 
+  token_reading: how the rules read tokens 0/1 (rewards/token_reading.py).
   One compiled graph per (T, rule set, weights); any N reuses it.
   """
-  tokens = check_melodies(tokens)
+  tokens = reading_lib.rule_view(check_melodies(tokens), token_reading)
   return compiled(_replay, tokens.shape[1], weights)(tokens)
