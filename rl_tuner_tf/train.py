@@ -178,6 +178,9 @@ flags.DEFINE_bool("report", True,
 _RESUME_KEYS = [f.name for f in dataclasses.fields(tuning.TuningConfig)
                 if f.name != "algorithm"] + ["note_rnn_checkpoint", "primer",
                                              "preset"]
+# What a run started before a setting existed ran with (config.json lacks it).
+_NEW_SETTING_DEFAULTS = dict(dataclasses.asdict(tuning.TuningConfig()),
+                             preset=presets.DEFAULT_PRESET)
 # Grid dimensions: flags that take lists; each run gets one value of each.
 _GRID_FLAGS = ("c", "gamma", "seed")
 # Flags a grid passes on to each of its runs (rl_tuner_tf/grid.py).
@@ -383,8 +386,11 @@ def _check_resume_config(path, settings):
   if os.path.exists(path):
     with open(path) as f:
       previous = json.load(f)
-    changed = {k: (previous.get(k), settings[k]) for k in _RESUME_KEYS
-               if previous.get(k) != settings[k]}
+    # A setting newer than the run, at its default, is no change.
+    known = {k: previous[k] if k in previous else _NEW_SETTING_DEFAULTS.get(k)
+             for k in _RESUME_KEYS}
+    changed = {k: (known[k], settings[k]) for k in _RESUME_KEYS
+               if known[k] != settings[k]}
     if changed:
       lines = "\n  ".join(f"--{k}: was {a!r}, now {b!r}"
                           for k, (a, b) in changed.items())
@@ -426,12 +432,14 @@ def figure2_point(tuner, step):
 
 
 def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
-         gamma=None, seed=None):
+         gamma=None, seed=None, tag=None):
   """Trains one algorithm in run_dir (resuming if it holds a checkpoint), at
-  grid point (c, gamma, seed) (default: the flags' first values).
+  grid point (c, gamma, seed) (default: the flags' first values); ``tag``
+  prefixes its log lines (default: the algorithm).
 
   Returns the directory of the saved tuned model.
   """
+  tag = tag or algorithm
   config = config_from_flags(algorithm, c=c, gamma=gamma, seed=seed)
   config.validate()
   every = periods(config)
@@ -443,7 +451,7 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
   _check_resume_config(os.path.join(run_dir, "config.json"), settings)
   model_dir = os.path.join(run_dir, "model")
   if os.path.exists(os.path.join(model_dir, melody_policy.TUNED_CONFIG)):
-    log(f"[{algorithm}] already tuned: {model_dir}")
+    log(f"[{tag}] already tuned: {model_dir}")
     return model_dir
 
   tuner = tuning.Tuner(config, source_model, primer=primer)
@@ -451,7 +459,7 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
       tuner.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=1)
   if manager.latest_checkpoint:
     tuner.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-    log(f"[{algorithm}] resuming from {manager.latest_checkpoint} at note "
+    log(f"[{tag}] resuming from {manager.latest_checkpoint} at note "
         f"{tuner.num_notes_composed:,}")
   start_notes = tuner.num_notes_composed
   figure2_path = os.path.join(run_dir, "figure2.csv")
@@ -467,7 +475,7 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
   notes = start_notes
   started = time.time()
   window = (started, notes)  # the rate is measured since the last log line
-  log(f"[{algorithm}] tuning {config.num_notes:,} notes: {b} compositions in "
+  log(f"[{tag}] tuning {config.num_notes:,} notes: {b} compositions in "
       f"parallel, {config.updates_per_iteration()} updates of "
       f"{config.update_batch_size()} transitions per {b} notes; "
       f"output {run_dir}")
@@ -479,7 +487,7 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
     bad = tuner.nonfinite_loss
     if bad is not None:
       raise NonFiniteLossError(
-          f"[{algorithm}] the training loss became {bad} near note "
+          f"[{tag}] the training loss became {bad} near note "
           f"{tuner.num_notes_composed:,} (update {tuner.num_updates:,}); "
           f"stopping. The last good checkpoint is kept: "
           f"{manager.latest_checkpoint or 'none was written yet'}. Try a "
@@ -491,7 +499,7 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
       window = (now, notes)
       stats = tuner.read_and_reset_stats()
       eta = (config.num_notes - notes) / max(rate, 1e-9)
-      log(f"[{algorithm}] notes {notes:,}/{config.num_notes:,} "
+      log(f"[{tag}] notes {notes:,}/{config.num_notes:,} "
           f"({100 * notes / config.num_notes:.1f}%) | {rate:,.0f} notes/s | "
           f"updates {tuner.num_updates:,} | loss {stats.get('loss', float('nan')):.3f} | "
           f"log p {stats['log_p']:.3f} | r_MT {stats['r_mt']:.3f} | "
@@ -524,7 +532,7 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
       extra={"config": settings, "notes_composed": notes,
              "updates": tuner.num_updates,
              "wall_seconds_this_session": round(wall, 1)})
-  log(f"[{algorithm}] done: {notes:,} notes, {tuner.num_updates:,} updates "
+  log(f"[{tag}] done: {notes:,} notes, {tuner.num_updates:,} updates "
       f"in {_format_seconds(wall)} this session; model saved to {model_dir}")
   return model_dir
 
@@ -583,7 +591,8 @@ def main(argv):
     try:
       for spec in specs:
         tune(spec.algorithm, source, spec.run_dir, primer, c=spec.c,
-             gamma=spec.gamma, seed=spec.seed)
+             gamma=spec.gamma, seed=spec.seed,
+             tag=spec.name if len(specs) > 1 else None)
     except tuning.ConfigError as e:
       raise app.UsageError(str(e)) from e
     except NonFiniteLossError as e:

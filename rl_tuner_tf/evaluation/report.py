@@ -23,7 +23,8 @@ from rl_tuner_tf.evaluation import table1
 FIGURE2_CSV = "figure2.csv"
 FIGURE2_QUANTITIES = (
     ("mean_log_p", "Mean log p(a|s) under the Reward RNN"),
-    ("mean_r_mt", "Mean music-theory reward r_MT per note"),
+    ("mean_r_mt", "Mean music-theory reward r_MT (per note; last note's\n"
+                  "with figure2_r_mt=last_note)"),
 )
 REPORT_FILENAME = "report.html"
 ALGORITHM_ORDER = ("note_rnn", "q", "psi", "g", "rl_only")
