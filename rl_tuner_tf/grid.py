@@ -23,6 +23,15 @@ TUNED_CONFIG = "tuned.json"  # melody_policy.TUNED_CONFIG (kept import-free)
 DIMENSIONS = ("c", "gamma", "seed")
 
 
+class GridError(ValueError):
+  """A bad grid dimension; ``name`` is its flag."""
+
+  def __init__(self, name, message):
+    super().__init__(f"--{name}: {message}")
+    self.name = name
+    self.message = message
+
+
 def format_value(value):
   """0.5 -> '0.5', 10.0 -> '10', 3 -> '3' (labels and flags)."""
   if isinstance(value, float) and value.is_integer():
@@ -75,10 +84,11 @@ def expand(algorithms, cs, gammas, seeds, output_dir, flags=()):
   partly finished grid already has every algorithm of the first seeds."""
   values = {"c": list(cs), "gamma": list(gammas), "seed": list(seeds)}
   for name, vals in values.items():
+    flag = "seeds" if name == "seed" else name
     if not vals:
-      raise ValueError(f"--{name}: give at least one value")
+      raise GridError(flag, "give at least one value")
     if len(set(vals)) != len(vals):
-      raise ValueError(f"--{name}: repeated value in {vals}")
+      raise GridError(flag, f"repeated value in {vals}")
   varying = {d for d in DIMENSIONS if len(values[d]) > 1}
   specs = []
   for c, gamma, seed in itertools.product(values["c"], values["gamma"],

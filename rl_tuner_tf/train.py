@@ -269,9 +269,8 @@ def grid_specs(algorithms, output_dir):
   try:
     return grid.expand(algorithms, values["c"], values["gamma"],
                        values["seed"], output_dir, flags=passed_on)
-  except ValueError as e:
-    name = str(e).split(":")[0].lstrip("-")
-    raise tuning.ConfigError(name, str(e).split(":", 1)[1].strip()) from e
+  except grid.GridError as e:
+    raise tuning.ConfigError(e.name, e.message) from e
 
 
 def _round_up(value, multiple):

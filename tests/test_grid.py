@@ -50,7 +50,7 @@ def test_expand_layout_names_only_what_varies(tmp_path):
   assert f"--output_dir={os.path.join(out, 'c2-seed0')}" in argv
   assert "--report=false" in argv
   assert grid.command(specs[0])[1:3] == ["-m", "rl_tuner_tf.train"]
-  with pytest.raises(ValueError, match="--seed"):
+  with pytest.raises(grid.GridError, match="--seeds: repeated"):
     grid.expand(["q"], [1.0], [0.5], [0, 0], out)
 
 
