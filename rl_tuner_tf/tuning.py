@@ -168,11 +168,16 @@ class Tuner:
   """Environment, agent, replay buffer and driver of one run."""
 
   def __init__(self, config, note_rnn_model, primer=None,
-               reward_weights=None):
+               reward_weights=None, jit_compile=True):
     """primer: None (a random note), 1-D tokens (one primer melody) or
     [N, K] tokens (each composition primed with a random row, e.g.
     melody_environment.corpus_primers); the policies get the environment's
-    primer, so both networks are primed alike."""
+    primer, so both networks are primed alike.
+
+    jit_compile: compile each iteration's gradient updates with XLA (one
+    program for all of them; see _update_loop). False runs the same updates
+    op by op, as before; the two differ only by floating-point rounding
+    (measured in benchmarks/bench_compute_bound.py)."""
     config.validate()
     self.config = config
     tf.random.set_seed(config.seed)  # replay sampling's stateful random ops
@@ -243,6 +248,10 @@ class Tuner:
         greedy_generator=self.agent.policy.generator,
         policy_state=self._policy_state, notes_composed=self.notes_composed,
         train_step=self.agent.train_step_counter)
+    self._build_sample_stash()
+    self.jit_compile = bool(jit_compile)
+    self._update_loop_fn = tf.function(self._update_loop, autograph=False,
+                                       jit_compile=self.jit_compile)
     self._run_fn = tf.function(self._run, autograph=False)
 
   def _add_to_replay(self, trajectory):
@@ -255,13 +264,49 @@ class Tuner:
     return self.replay_buffer.add_batch(trajectory)
 
   # -- the compiled loop ----------------------------------------------------------
-  def _train_updates(self):
-    """updates_per_iteration gradient updates, in a graph loop."""
+  def _build_sample_stash(self):
+    """Variables holding one iteration's sampled minibatches, [U, batch, 2, ...]."""
+    cfg = self.config
+    outer = [cfg.updates_per_iteration(), cfg.update_batch_size(), 2]
+    self._stash = tf.Module(name="sample_stash")
+    self._stash.values = tf.nest.map_structure(
+        lambda spec: tf.Variable(tf.zeros(outer + spec.shape.as_list(),
+                                          spec.dtype), trainable=False),
+        self.agent.collect_data_spec)
+
+  def _sample_minibatches(self):
+    """Samples this iteration's U minibatches from the replay buffer.
+
+    Plain TF ops, one get_next per update in a graph loop, in the same order
+    and from the same stateful random ops as a loop that samples before each
+    update: the samples are those of a sample-update-sample-... loop (the
+    buffer does not change while training), and XLA never sees the
+    random ops, whose stream it could not reproduce.
+    """
     cfg = self.config
 
     def body(i):
       experience, _ = self.replay_buffer.get_next(
           sample_batch_size=cfg.update_batch_size(), num_steps=2)
+      writes = [v[i].assign(t) for v, t in zip(
+          tf.nest.flatten(self._stash.values), tf.nest.flatten(experience))]
+      with tf.control_dependencies(writes):
+        return i + 1
+
+    return tf.while_loop(lambda i: i < cfg.updates_per_iteration(), body,
+                         [tf.constant(0)], parallel_iterations=1)[0]
+
+  def _update_loop(self):
+    """updates_per_iteration gradient updates on the stashed minibatches.
+
+    One XLA program when jit_compile (the default): Q-network forward and
+    backward, target network, clipping, Adam and the soft target update of
+    all U updates fused, with no per-op dispatch.
+    """
+    cfg = self.config
+
+    def body(i):
+      experience = tf.nest.map_structure(lambda v: v[i], self._stash.values)
       loss_info = self.agent.train(experience)
       loss = loss_info.loss
       finite = tf.math.is_finite(loss)
@@ -274,8 +319,14 @@ class Tuner:
                   lambda: self._record_bad_loss(loss))]):
         return i + 1
 
-    done = tf.while_loop(lambda i: i < cfg.updates_per_iteration(), body,
-                         [tf.constant(0)], parallel_iterations=1)
+    return tf.while_loop(lambda i: i < cfg.updates_per_iteration(), body,
+                         [tf.constant(0)], parallel_iterations=1)[0]
+
+  def _train_updates(self):
+    """updates_per_iteration gradient updates: sample, then the compiled updates."""
+    sampled = self._sample_minibatches()
+    with tf.control_dependencies([sampled]):
+      done = self._update_loop_fn()
     with tf.control_dependencies([done]):
       return tf.constant(True)
 

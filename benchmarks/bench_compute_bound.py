@@ -1,0 +1,231 @@
+r"""Time per update against the matmul bound, for the tuner and the Note RNN trainer.
+
+    python benchmarks/bench_compute_bound.py
+    python benchmarks/bench_compute_bound.py --repeats=5 --tuning_iterations=5
+
+For each of
+  tuning update (XLA)     rl_tuner_tf.tuning.Tuner's update loop, compiled
+  tuning update (op by op) the same loop with jit_compile=False
+  Note RNN step            rl_tuner_tf.train_note_rnn's training step
+it prints the time per update, the matmul FLOPs one update performs (derived
+from the shapes, formulas below), the throughput of a matmul of the
+dominant shape measured in the same run (a graph loop of that matmul on
+variables, best of --repeats, interleaved with the update timings), the
+bound = FLOPs / throughput, and time / bound. Every time is the best of
+--repeats, because the CPU may be shared (the load average is printed).
+
+FLOPs (N batch, H_l units of layer l, In_l = input width of layer l (38 for
+layer 0, H_{l-1} above) + H_l, V = 38 classes, T steps; a [m x k].[k x n]
+matmul is 2mkn FLOPs; its backward is 2mkn for dW plus 2mkn for dX when X
+needs a gradient):
+  tuning update, one LSTM step of the Q-network (trained) and the target
+  network on N = minibatch transitions; the inputs (note, stored state) need
+  no gradient:
+    fwd   = sum_l 2 N In_l 4H_l + 2 N H_L V              (per network)
+    total = 2 fwd                                        (Q and target)
+          + sum_l 2 N In_l 4H_l + sum_{l>0} 2 N H_{l-1} 4H_l + 2 (2 N H_L V)
+  Note RNN step, T steps on N sequences (Keras computes the one-hot input
+  as a matmul; the one-hot needs no gradient):
+    fwd   = T (sum_l 2 N In_l 4H_l + 2 N H_L V)
+    total = 3 fwd - T 2 N 38 4H_0
+Adam, clipping and the gates are elementwise and not counted. The bound's
+shape is layer 0's gate matmul: [N x In_0] . [In_0 x 4H_0].
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from rl_tuner_tf import keras_setup  # noqa: F401,E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from data_pipeline.encoding import NUM_CLASSES  # noqa: E402
+from rl_tuner_tf import note_rnn  # noqa: E402
+from rl_tuner_tf import train_note_rnn  # noqa: E402
+from rl_tuner_tf import tuning  # noqa: E402
+
+
+def tuning_update_flops(n, layer_sizes, v=NUM_CLASSES):
+  fwd, dw, dx = 0, 0, 0
+  previous = v
+  for i, h in enumerate(layer_sizes):
+    fwd += 2 * n * (previous + h) * 4 * h
+    dw += 2 * n * (previous + h) * 4 * h
+    if i > 0:
+      dx += 2 * n * previous * 4 * h
+    previous = h
+  fwd += 2 * n * previous * v
+  return 2 * fwd + dw + dx + 2 * (2 * n * previous * v)
+
+
+def note_rnn_step_flops(n, steps, layer_sizes, v=NUM_CLASSES):
+  fwd = 0
+  previous = v
+  for h in layer_sizes:
+    fwd += 2 * n * (previous + h) * 4 * h
+    previous = h
+  fwd += 2 * n * previous * v
+  return 3 * steps * fwd - steps * 2 * n * v * 4 * layer_sizes[0]
+
+
+def matmul_seconds(m, k, n, calls):
+  """Seconds per [m x k].[k x n] matmul, in a graph loop on variables."""
+  a = tf.Variable(tf.random.normal([m, k]))
+  b = tf.Variable(tf.random.normal([k, n]))
+  sink = tf.Variable(0.0)
+
+  @tf.function(autograph=False)
+  def loop(count):
+    def body(i):
+      with tf.control_dependencies(
+          [sink.assign_add(tf.reduce_sum(tf.matmul(a, b)[0, :1]))]):
+        return i + 1
+    return tf.while_loop(lambda i: i < count, body, [tf.constant(0)],
+                         parallel_iterations=1)[0]
+
+  loop(tf.constant(10))
+  start = time.perf_counter()
+  loop(tf.constant(calls))
+  return (time.perf_counter() - start) / calls
+
+
+class TuningCase:
+  """The tuner's update loop (sampling + updates), per update."""
+
+  def __init__(self, source, args, jit_compile):
+    self.config = tuning.TuningConfig(
+        algorithm=args.algorithm, num_compositions=args.num_compositions,
+        minibatches_per_update=args.minibatches_per_update, seed=0)
+    self.tuner = tuning.Tuner(self.config, source, jit_compile=jit_compile)
+    self.tuner.run(2)  # trace, fill the buffer, compile
+    tuner = self.tuner
+    self.train = tf.function(
+        lambda n: tf.while_loop(
+            lambda i: i < n,
+            lambda i: tf.identity(i + 1 + 0 * tf.cast(
+                tuner._train_updates(), tf.int32)),  # pylint: disable=protected-access
+            [tf.constant(0)], parallel_iterations=1), autograph=False)
+    self.train(tf.constant(1))
+    self.iterations = args.tuning_iterations
+    self.flops = tuning_update_flops(self.config.update_batch_size(),
+                                     source.layer_sizes)
+    h0 = source.layer_sizes[0]
+    self.shape = (self.config.update_batch_size(), NUM_CLASSES + h0, 4 * h0)
+
+  def seconds_per_update(self):
+    start = time.perf_counter()
+    self.train(tf.constant(self.iterations))
+    return (time.perf_counter() - start) / (
+        self.iterations * self.config.updates_per_iteration())
+
+
+class NoteRNNCase:
+  """train_note_rnn's compiled training step on windows in memory."""
+
+  def __init__(self, args):
+    sizes = train_note_rnn.parse_layer_sizes(args.note_rnn_layers)
+    self.config = train_note_rnn.TrainConfig(
+        layer_sizes=sizes, batch_size=args.note_rnn_batch,
+        window_length=args.note_rnn_window)
+    self._tmp = tempfile.TemporaryDirectory()
+    self.trainer = train_note_rnn.NoteRNNTrainer(self.config, self._tmp.name)
+    n, w = self.config.batch_size, self.config.window_length
+    self.tokens = tf.random.uniform([n, w + 1], 0, NUM_CLASSES, tf.int32,
+                                    seed=1)
+    self.lengths = tf.fill([n], w + 1)
+    self.step = self.trainer._train_step  # pylint: disable=protected-access
+    for _ in range(3):
+      self.step(self.tokens, self.lengths).numpy()
+    self.steps = args.note_rnn_steps
+    self.flops = note_rnn_step_flops(n, w, sizes)
+    self.shape = (n, NUM_CLASSES + sizes[0], 4 * sizes[0])
+
+  def seconds_per_update(self):
+    start = time.perf_counter()
+    for _ in range(self.steps):
+      loss = self.step(self.tokens, self.lengths)
+    loss.numpy()
+    return (time.perf_counter() - start) / self.steps
+
+
+def weight_difference(source, args, iterations):
+  """Max |w_XLA - w_op-by-op| over the Q-network after the same iterations."""
+  weights = []
+  for jit in (False, True):
+    config = tuning.TuningConfig(
+        algorithm=args.algorithm, num_compositions=args.num_compositions,
+        minibatches_per_update=args.minibatches_per_update, seed=0,
+        num_notes=args.num_compositions * (iterations + 1))
+    tuner = tuning.Tuner(config, source, jit_compile=jit)
+    tuner.run(iterations)
+    weights.append([w.numpy() for w in tuner.q_network.variables])
+    updates = tuner.num_updates
+  return max(float(np.max(np.abs(a - b))) for a, b in zip(*weights)), updates
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--algorithm", default="q")
+  parser.add_argument("--num_compositions", type=int, default=400)
+  parser.add_argument("--minibatches_per_update", type=int, default=1,
+                      help="1: the paper's schedule (one minibatch of 32)")
+  parser.add_argument("--tuning_iterations", type=int, default=5,
+                      help="iterations (B notes' share of updates) per timing")
+  parser.add_argument("--note_rnn_layers", default="100")
+  parser.add_argument("--note_rnn_batch", type=int, default=128)
+  parser.add_argument("--note_rnn_window", type=int, default=32)
+  parser.add_argument("--note_rnn_steps", type=int, default=10)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--diff_iterations", type=int, default=3,
+                      help="iterations for the XLA vs op-by-op weight check")
+  args = parser.parse_args()
+
+  try:
+    source = note_rnn.load()
+  except FileNotFoundError:
+    source = note_rnn.NoteRNN()
+  cases = [("tuning update (XLA)", TuningCase(source, args, True)),
+           ("tuning update (op by op)", TuningCase(source, args, False)),
+           ("Note RNN step", NoteRNNCase(args))]
+  best = {name: float("inf") for name, _ in cases}
+  best_mm = {}
+  for _ in range(args.repeats):  # interleaved, best of each
+    for name, case in cases:
+      best[name] = min(best[name], case.seconds_per_update())
+      shape = case.shape
+      calls = max(50, int(2e8 / (2 * shape[0] * shape[1] * shape[2])))
+      best_mm[shape] = min(best_mm.get(shape, float("inf")),
+                           matmul_seconds(*shape, calls))
+  diff, diff_updates = weight_difference(source, args, args.diff_iterations)
+
+  device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+  cfg = cases[0][1].config
+  print(f"{device}, {os.cpu_count()} CPU cores, load average "
+        f"{os.getloadavg()[0]:.2f}, TF {tf.__version__}; tuner: algorithm "
+        f"{args.algorithm}, Note RNN {list(source.layer_sizes)}, "
+        f"{cfg.updates_per_iteration()} updates of {cfg.update_batch_size()} "
+        f"per {cfg.num_compositions} notes; Note RNN trainer: batch "
+        f"{args.note_rnn_batch}, window {args.note_rnn_window}, layers "
+        f"{args.note_rnn_layers}; best of {args.repeats}")
+  header = (f"{'':<25} {'us/update':>10} {'MFLOP':>8} {'matmul shape':>18} "
+            f"{'GFLOP/s':>8} {'bound us':>9} {'ratio':>6} {'<= 2x':>5}")
+  print(header)
+  print("-" * len(header))
+  for name, case in cases:
+    shape = case.shape
+    rate = 2 * shape[0] * shape[1] * shape[2] / best_mm[shape]
+    bound = case.flops / rate
+    ratio = best[name] / bound
+    print(f"{name:<25} {best[name] * 1e6:>10.0f} {case.flops / 1e6:>8.2f} "
+          f"{'x'.join(map(str, shape)):>18} {rate / 1e9:>8.1f} "
+          f"{bound * 1e6:>9.0f} {ratio:>6.2f} {'yes' if ratio <= 2 else 'NO':>5}")
+  print(f"XLA vs op by op, same seed, after {diff_updates} updates "
+        f"(collection included): max |dw| over the Q-network = {diff:.3g}")
+
+
+if __name__ == "__main__":
+  main()
