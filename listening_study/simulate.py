@@ -136,8 +136,9 @@ class HttpParticipant:
     return _CODE_RE.search(page).group(1).strip()
 
 
-def make_chromium_driver():
-  """Headless Debian Chromium through Debian's chromedriver (no downloads)."""
+def make_chromium_driver(user_data_dir=None):
+  """Headless Debian Chromium through Debian's chromedriver (no downloads).
+  With user_data_dir the profile (cookies) survives a browser restart."""
   from selenium import webdriver  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
   options = webdriver.ChromeOptions()
@@ -146,6 +147,8 @@ def make_chromium_driver():
               "--autoplay-policy=no-user-gesture-required",
               "--window-size=1000,1000"):
     options.add_argument(arg)
+  if user_data_dir:
+    options.add_argument(f"--user-data-dir={user_data_dir}")
   return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
@@ -155,8 +158,10 @@ def _press(driver, key):
 
 
 def take_study_in_browser(driver, url, taste, external_id="", timeout=30,
-                          screenshot_dir=None):
-  """Keyboard-only run through the study; returns (code, [(trial, value)])."""
+                          screenshot_dir=None, max_trials=None):
+  """Keyboard-only run through the study; returns (code, [(trial, value)]).
+  Stops after max_trials ratings (code None) when given; a participant who
+  has already consented in this browser goes straight on."""
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.common.keys import Keys  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.support import expected_conditions as ec  # pylint: disable=g-import-not-at-top
@@ -171,16 +176,17 @@ def take_study_in_browser(driver, url, taste, external_id="", timeout=30,
       shots += 1
       driver.save_screenshot(f"{screenshot_dir}/{shots:02d}_{name}.png")
 
-  shot("consent")
-  # The consent box has autofocus: Space ticks it, Tab x2 -> id field, Enter.
-  consent = driver.switch_to.active_element
-  assert consent.get_attribute("id") == "consent", "consent box not focused"
-  _press(driver, Keys.SPACE)
-  _press(driver, Keys.TAB)
-  _press(driver, external_id)
-  _press(driver, Keys.ENTER)
+  if driver.find_elements(By.ID, "consent"):
+    shot("consent")
+    # The consent box has autofocus: Space ticks it, Tab -> id field, Enter.
+    consent = driver.switch_to.active_element
+    assert consent.get_attribute("id") == "consent", "consent box not focused"
+    _press(driver, Keys.SPACE)
+    _press(driver, Keys.TAB)
+    _press(driver, external_id)
+    _press(driver, Keys.ENTER)
   ratings = []
-  while True:
+  while max_trials is None or len(ratings) < max_trials:
     wait.until(lambda d: "/study" in d.current_url or "/done" in d.current_url)
     if "/done" in driver.current_url:
       break
@@ -207,6 +213,8 @@ def take_study_in_browser(driver, url, taste, external_id="", timeout=30,
     wait.until(lambda d, t=trial: not d.find_elements(
         By.CSS_SELECTOR, f"#trial[data-trial='{t}']"))
     ratings.append((trial, value))
+  if "/done" not in driver.current_url:
+    return None, ratings
   code = wait.until(ec.presence_of_element_located(
       (By.ID, "completion-code"))).text.strip()
   shot("done")
