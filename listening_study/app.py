@@ -81,7 +81,7 @@ def create_app(study_dir, db_url=None, admin_token=None, trials=None,
     return conn.execute(sa.select(P).where(P.c.token == token)).first()
 
   def current_trial(conn, participant_id):
-    rated = sa.select(R.c.trial_id)
+    rated = sa.select(R.c.trial_id).where(R.c.participant_id == participant_id)
     return conn.execute(
         sa.select(T).where(T.c.participant_id == participant_id,
                            T.c.id.not_in(rated))
@@ -292,9 +292,10 @@ def create_app(study_dir, db_url=None, admin_token=None, trials=None,
     stem, ext = os.path.splitext(name)
     if ext != ".wav" or not STIMULUS_RE.match(stem) or stem not in stimulus_ids:
       abort(404)
-    response = send_from_directory(audio_dir, name, mimetype="audio/wav",
-                                   max_age=3600)
-    return response
+    # No ETag (it would carry the file's mtime); Last-Modified is the same
+    # for every clip (prepare sets one mtime), Range requests still work.
+    return send_from_directory(audio_dir, name, mimetype="audio/wav",
+                               max_age=3600, etag=False)
 
   @app.get("/healthz")
   def healthz():

@@ -176,7 +176,7 @@ def prepare(run_dir, output_dir, per_model=12, seed=0, models=None,
   os.makedirs(audio_dir, exist_ok=True)
   os.makedirs(midi_dir, exist_ok=True)
   rng = np.random.default_rng(seed)
-  stimuli, excluded = {}, {}
+  stimuli, excluded, jobs = {}, {}, []
   for model in models:
     tokens = np.asarray(melodies[model])
     if tokens.ndim != 2 or tokens.size == 0:
@@ -189,24 +189,35 @@ def prepare(run_dir, output_dir, per_model=12, seed=0, models=None,
       raise StimuliError(f"{model}: only {len(audible)} melodies with notes, "
                          f"--per_model={per_model}")
     chosen = np.sort(rng.choice(audible, size=per_model, replace=False))
-    for index in chosen.tolist():
-      seq = convert.tokens_to_note_sequence(tokens[index], qpm=qpm)
-      length = int(round((seq.total_time + TAIL_SECONDS) * SAMPLE_RATE))
-      audio = render(seq, sf2)[:length]
-      audio = np.pad(audio, (0, length - len(audio)))
-      audio, levels = normalise(audio)
+    jobs.extend((model, index) for index in chosen.tolist())
+  # Render in a random order, then give every file one mtime: neither file
+  # times nor their order group the clips by model.
+  steps = max(np.asarray(melodies[m]).shape[1] for m in models)
+  seconds = steps * 60.0 / qpm / encoding.STEPS_PER_QUARTER + TAIL_SECONDS
+  length = int(round(seconds * SAMPLE_RATE))  # one length for every clip
+  for job in rng.permutation(len(jobs)).tolist():
+    model, index = jobs[job]
+    tokens = np.asarray(melodies[model])
+    seq = convert.tokens_to_note_sequence(tokens[index], qpm=qpm)
+    audio = render(seq, sf2)[:length]
+    audio = np.pad(audio, (0, length - len(audio)))
+    audio, levels = normalise(audio)
+    stimulus_id = secrets.token_hex(8)
+    while stimulus_id in stimuli:
       stimulus_id = secrets.token_hex(8)
-      while stimulus_id in stimuli:
-        stimulus_id = secrets.token_hex(8)
-      write_wav(os.path.join(audio_dir, stimulus_id + ".wav"), audio)
-      convert.tokens_to_midi_file(tokens[index],
-                                  os.path.join(midi_dir, stimulus_id + ".mid"),
-                                  qpm=qpm)
-      stimuli[stimulus_id] = dict(model=model, melody_index=index,
-                                  tokens=tokens[index].tolist(),
-                                  seconds=round(length / SAMPLE_RATE, 3),
-                                  **levels)
-  # Ids are random; shuffle the listing too so file order tells nothing.
+    write_wav(os.path.join(audio_dir, stimulus_id + ".wav"), audio)
+    convert.tokens_to_midi_file(tokens[index],
+                                os.path.join(midi_dir, stimulus_id + ".mid"),
+                                qpm=qpm)
+    stimuli[stimulus_id] = dict(model=model, melody_index=index,
+                                tokens=tokens[index].tolist(),
+                                seconds=round(length / SAMPLE_RATE, 3),
+                                **levels)
+  stamp = 946684800  # 2000-01-01T00:00:00Z
+  for stimulus_id in stimuli:
+    for path in (os.path.join(audio_dir, stimulus_id + ".wav"),
+                 os.path.join(midi_dir, stimulus_id + ".mid")):
+      os.utime(path, (stamp, stamp))
   ids = list(stimuli)
   rng.shuffle(ids)
   manifest = {

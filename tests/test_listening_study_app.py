@@ -100,6 +100,11 @@ def test_pages_never_reveal_models_or_manifest(study, db_url):
     assert wav.status_code == 200 and wav.data[:4] == b"RIFF"
     play_both(client, trial)
     assert rate(client, trial, answer(page)).status_code == 200
+  # Headers do not group clips by model either: one length, one date, no ETag.
+  heads = [client.get(f"/audio/{i}.wav").headers for i in manifest["stimuli"]]
+  assert len({h["Content-Length"] for h in heads}) == 1
+  assert len({h["Last-Modified"] for h in heads}) == 1
+  assert not any("ETag" in h for h in heads)
   for path in ("/audio/manifest.json", "/audio/..%2Fmanifest.json",
                "/stimuli/manifest.json", "/audio/0123456789abcdef.wav",
                "/static/../stimuli/manifest.json", "/audio/x.mid"):
