@@ -64,6 +64,12 @@ def create_app(study_dir, db_url=None, admin_token=None, trials=None,
     engine = db.make_engine(db_url or listening_study.default_db_url(study_dir))
     db.create_schema(engine)
 
+  clip_seconds = max(s.get("seconds", 0) for s in manifest["stimuli"].values())
+  page_info = dict(scale=design.SCALE, trials=num_trials + 1,
+                   clip_seconds=int(round(clip_seconds)),
+                   minutes=max(1, int(round((num_trials + 1) *
+                                            (2 * clip_seconds + 10) / 60))))
+
   app = Flask(__name__)
   app.config.update(MAX_CONTENT_LENGTH=16 * 1024)
   app.extensions["study"] = dict(engine=engine, manifest=manifest,
@@ -146,15 +152,13 @@ def create_app(study_dir, db_url=None, admin_token=None, trials=None,
       return redirect(url_for("study"))
     external = request.args.get("PROLIFIC_PID") or request.args.get(
         "workerId") or ""
-    return render_template("index.html", scale=design.SCALE,
-                           trials=num_trials + 1,
+    return render_template("index.html", **page_info,
                            external_id=external[:MAX_EXTERNAL_ID])
 
   @app.post("/start")
   def start():
     if request.form.get("consent") != "yes":
-      return render_template("index.html", scale=design.SCALE,
-                             trials=num_trials + 1,
+      return render_template("index.html", **page_info,
                              external_id=request.form.get("external_id", "")[
                                  :MAX_EXTERNAL_ID],
                              error="Please tick the consent box to take "

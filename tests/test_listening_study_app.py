@@ -295,3 +295,23 @@ def test_schema_version_recorded_and_newer_refused(tmp_path):
 def test_admin_token_must_be_long(study, db_url):
   with pytest.raises(ValueError, match="16"):
     study_app.create_app(study, db_url=db_url, admin_token="short")
+
+
+def test_serve_and_analyze_fail_fast_with_clear_messages(tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+  def run(*args):
+    return subprocess.run([sys.executable, "-m", *args], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+
+  r = run("listening_study.serve", f"--run_dir={tmp_path}")
+  assert r.returncode != 0 and "melodies.npy" in r.stderr
+  r = run("listening_study.serve", f"--run_dir={tmp_path}", "--trials=0")
+  assert r.returncode != 0 and "--trials" in r.stderr
+  r = run("listening_study.serve", f"--run_dir={tmp_path / 'nope'}")
+  assert r.returncode != 0 and "--run_dir" in r.stderr
+  r = run("listening_study.analyze", f"--run_dir={tmp_path}")
+  assert r.returncode != 0 and "no study database" in r.stderr
