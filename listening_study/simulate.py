@@ -202,6 +202,8 @@ def take_study_in_browser(driver, url, taste, external_id="", timeout=30,
                          if attention else None)
     if not ratings:
       shot("trial_before_playing")
+    if attention:
+      shot("attention_check")
     for key, side in (("a", "left"), ("b", "right")):
       _press(driver, key)
       wait.until(ec.text_to_be_present_in_element((By.ID, f"status-{side}"),
