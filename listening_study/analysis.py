@@ -10,7 +10,8 @@ left-hand (A) model 4 - value, both in [-3, 3].  Then:
   * Figure 3: the number of comparisons each model won (score > 0), with
     error bars sqrt(n p (1 - p)), the std. dev. of a binomial fitted to its
     win/loss data (as the paper's caption says).
-Participants who failed the attention check are excluded (counted).
+Participants who failed the attention check are excluded (counted); the
+ratings of participants who have not finished yet are kept.
 """
 import base64
 import html
@@ -43,7 +44,7 @@ def holm(p_values):
 
 
 def model_scores(rows, models=None, exclude_failed_attention=True):
-  """-> ({model: [scores]}, {model: stats}, info) from export rows."""
+  """-> ({model: [scores]}, info) from export rows (see module docstring)."""
   pair_rows, excluded = [], set()
   for row in rows:
     if row["kind"] != "pair":

@@ -292,6 +292,24 @@ def test_schema_version_recorded_and_newer_refused(tmp_path):
     db.create_schema(engine)
 
 
+def test_older_schema_is_migrated(tmp_path, monkeypatch):
+  engine = db.make_engine("sqlite:///" + str(tmp_path / "m.db"))
+  db.create_schema(engine)
+  calls = []
+
+  def add_column(conn):
+    calls.append(1)
+    conn.exec_driver_sql("ALTER TABLE participants ADD COLUMN note TEXT")
+
+  monkeypatch.setattr(db, "SCHEMA_VERSION", 2)
+  monkeypatch.setattr(db, "MIGRATIONS", {1: add_column})
+  assert db.create_schema(engine) == 2 and calls == [1]
+  assert db.create_schema(engine) == 2 and calls == [1]  # once only
+  with engine.connect() as conn:
+    assert conn.execute(sa.select(db.schema_version.c.version)).scalar() == 2
+    conn.exec_driver_sql("SELECT note FROM participants")
+
+
 def test_admin_token_must_be_long(study, db_url):
   with pytest.raises(ValueError, match="16"):
     study_app.create_app(study, db_url=db_url, admin_token="short")
