@@ -10,12 +10,17 @@ to install together). Why each pin is there:
 """
 from setuptools import find_packages, setup
 
+# The listening study (listening_study/): web app, database, audio, tests.
+_STUDY = ["flask>=3", "gunicorn", "sqlalchemy>=2", "scipy", "pyfluidsynth"]
+
 setup(
     name="rl-tuner-tf",
     version="0.1.0",
     description="Tuning a Note RNN with RL (Q, Psi and G learning), TF2 + TF-Agents",
-    packages=find_packages(include=["rl_tuner_tf*", "data_pipeline*", "export*"]),
-    package_data={"rl_tuner_tf": ["checkpoints/note_rnn/*"]},
+    packages=find_packages(include=["rl_tuner_tf*", "data_pipeline*", "export*",
+                                     "listening_study*"]),
+    package_data={"rl_tuner_tf": ["checkpoints/note_rnn/*"],
+                  "listening_study": ["templates/*", "static/*"]},
     include_package_data=True,
     python_requires=">=3.10,<3.13",
     install_requires=[
@@ -32,6 +37,7 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest", "tensorflow-serving-api==2.21.*"],
+        "study": _STUDY,
+        "test": ["pytest", "tensorflow-serving-api==2.21.*", "selenium"] + _STUDY,
     },
 )

@@ -6,6 +6,8 @@ MODULES = [
     "rl_tuner_tf.train", "rl_tuner_tf.train_note_rnn", "rl_tuner_tf.sample_note_rnn",
     "rl_tuner_tf.evaluate", "export.saved_model", "export.serving_client",
     "data_pipeline.build_dataset", "data_pipeline.build_corpus",
+    "listening_study.prepare_stimuli", "listening_study.serve",
+    "listening_study.analyze",
 ]
 
 

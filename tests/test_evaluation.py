@@ -204,6 +204,12 @@ def test_figure2_and_report(tmp_path):
   assert page.count("<audio controls src='data:audio/wav;base64,") == 1
   assert "q (paper)" in page and "Notes in motif" in page
   assert "91.1 %" in page  # the paper's Q leaps resolved beside ours
+  assert "listening study" not in page
+  summary = run_dir / report.LISTENING_SUMMARY
+  summary.parent.mkdir(parents=True)
+  summary.write_text("<html></html>")
+  page = open(report.write_report(str(run_dir))).read()
+  assert "href='listening_study/results/summary.html'" in page
   with pytest.raises(FileNotFoundError):
     report.write_report(str(tmp_path / "missing"))
   with open(run_dir / "q" / "figure2.csv", "w") as f:

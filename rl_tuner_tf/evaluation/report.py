@@ -27,6 +27,8 @@ FIGURE2_QUANTITIES = (
                   "with figure2_r_mt=last_note)"),
 )
 REPORT_FILENAME = "report.html"
+# Written by `python -m listening_study.analyze` (the Figure 3 study).
+LISTENING_SUMMARY = os.path.join("listening_study", "results", "summary.html")
 ALGORITHM_ORDER = ("note_rnn", "q", "psi", "g", "rl_only")
 
 
@@ -195,6 +197,10 @@ def write_report(run_dir, eval_dir=None, title=None, notes=None):
   ]
   if notes:
     parts.append(f"<p>{html.escape(notes)}</p>")
+  if os.path.isfile(os.path.join(run_dir, LISTENING_SUMMARY)):
+    parts.append("<p><strong>Figure 3 (listening study):</strong> <a href='"
+                 f"{html.escape(LISTENING_SUMMARY.replace(os.sep, '/'))}'>"
+                 "summary of the ratings and tests</a></p>")
   parts.append("<h2>Table 1: music-theory statistics (ours beside the paper)</h2>")
   if results:
     parts.append(_html_table(results))

@@ -1,0 +1,141 @@
+r"""Load test of the listening study on localhost (bounded).
+
+  python benchmarks/bench_listening_study.py [--participants=100] \
+      [--workers=2 --threads=8] [--run_dir=runs/paper]
+
+Starts the real server (`python -m listening_study.serve`: gunicorn, SQLite in
+WAL mode) on a free port, then N simulated participants take the whole study
+at once (one thread each, all released together: consent, every trial's two
+"played" reports and its rating, the completion page).  Afterwards the
+database is checked: every rating the clients were told was stored is there
+exactly once, nothing else is.  Prints a table; exits non-zero if anything
+was lost or duplicated.  Without --run_dir the stimuli are rendered from
+random melodies (4 models x 4 clips) into a temporary folder.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import listening_study  # pylint: disable=g-import-not-at-top,wrong-import-position
+from listening_study import db  # pylint: disable=wrong-import-position
+from listening_study import simulate  # pylint: disable=wrong-import-position
+from listening_study import stimuli  # pylint: disable=wrong-import-position
+
+
+def random_melodies(models, n=4, steps=32, seed=0):
+  rng = np.random.default_rng(seed)
+  out = {}
+  for m in models:
+    tokens = rng.integers(14, 30, size=(n, steps))
+    tokens[:, 1::2] = 1  # hold every other step
+    out[m] = tokens
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--participants", type=int, default=100)
+  parser.add_argument("--workers", type=int, default=2)
+  parser.add_argument("--threads", type=int, default=8)
+  parser.add_argument("--run_dir", default=None)
+  parser.add_argument("--time_limit", type=float, default=300.0,
+                      help="seconds; participants still running then fail")
+  args = parser.parse_args()
+  if args.participants < 1:
+    sys.exit("--participants must be >= 1")
+
+  with tempfile.TemporaryDirectory() as tmp:
+    study = os.path.join(tmp, "study")
+    out = listening_study.stimuli_dir(study)
+    if args.run_dir:
+      stimuli.prepare(args.run_dir, out, per_model=4)
+    else:
+      stimuli.prepare(None, out, per_model=4,
+                      melodies=random_melodies(["note_rnn", "q", "psi", "g"]))
+    manifest = stimuli.load_manifest(out)
+    token = "bench-admin-token-0123456789"
+    with simulate.ServerProcess(study, token, [
+        f"--workers={args.workers}", f"--threads={args.threads}"]) as server:
+      barrier = threading.Barrier(args.participants)
+      clients, errors = [], []
+
+      def one(k):
+        client = simulate.HttpParticipant(server.url, simulate.Taste(
+            manifest, {"q": 1.0, "psi": 1.0, "g": 0.5}, seed=k), timeout=120)
+        clients.append(client)
+        barrier.wait()
+        try:
+          client.run(external_id=f"load{k}")
+        except Exception as e:  # pylint: disable=broad-except
+          errors.append(f"participant {k}: {e}")
+
+      threads = [threading.Thread(target=one, args=(k,), daemon=True)
+                 for k in range(args.participants)]
+      start = time.perf_counter()
+      for t in threads:
+        t.start()
+      deadline = time.time() + args.time_limit
+      for t in threads:
+        t.join(max(0.0, deadline - time.time()))
+      wall = time.perf_counter() - start
+      unfinished = sum(t.is_alive() for t in threads)
+
+    engine = db.make_engine(listening_study.default_db_url(study))
+    import sqlalchemy as sa  # pylint: disable=g-import-not-at-top
+    with engine.begin() as conn:
+      stored = conn.execute(sa.select(db.ratings.c.trial_id,
+                                      db.ratings.c.value)).all()
+      completed = conn.execute(sa.select(sa.func.count()).select_from(
+          db.participants).where(
+              db.participants.c.completed_at.is_not(None))).scalar_one()
+    acknowledged = {(t, v) for c in clients for t, v in c.ratings}
+    stored_set = set(map(tuple, stored))
+    lost = len(acknowledged - stored_set)
+    duplicated = len(stored) - len({t for t, _ in stored})
+    unexpected = len(stored_set - acknowledged)
+    latencies = np.array([x for c in clients for x in c.latencies])
+
+  trials = len(manifest["models"]) * (len(manifest["models"]) - 1) // 2 + 1
+  rows = [
+      ("participants (at once)", f"{args.participants}"),
+      ("server", f"gunicorn gthread, {args.workers} workers x "
+                 f"{args.threads} threads, SQLite WAL"),
+      ("trials per participant", f"{trials}"),
+      ("participants completed", f"{completed}"),
+      ("ratings acknowledged", f"{len(acknowledged)}"),
+      ("ratings stored", f"{len(stored)}"),
+      ("wall time", f"{wall:.2f} s"),
+      ("ratings/s", f"{len(stored) / wall:.1f}"),
+      ("HTTP requests/s (all pages and API)",
+       f"{sum(c.requests for c in clients) / wall:.1f}"),
+      ("rating POST latency p50", f"{np.percentile(latencies, 50) * 1e3:.1f} ms"
+       if latencies.size else "-"),
+      ("rating POST latency p99", f"{np.percentile(latencies, 99) * 1e3:.1f} ms"
+       if latencies.size else "-"),
+      ("lost", f"{lost}"),
+      ("duplicated", f"{duplicated}"),
+      ("stored but not acknowledged", f"{unexpected}"),
+      ("client errors / unfinished", f"{len(errors)} / {unfinished}"),
+  ]
+  width = max(len(r[0]) for r in rows)
+  print(f"| {'what':<{width}} | measured |")
+  print(f"|{'-' * (width + 2)}|----------|")
+  for name, value in rows:
+    print(f"| {name:<{width}} | {value} |")
+  for e in errors[:5]:
+    print("error:", e)
+  expected = args.participants * trials
+  if lost or duplicated or unexpected or errors or unfinished or (
+      len(stored) != expected):
+    sys.exit(f"FAILED: expected {expected} ratings stored exactly once")
+
+
+if __name__ == "__main__":
+  main()

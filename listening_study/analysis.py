@@ -1,0 +1,217 @@
+"""The paper's analysis of the listening study (section 6, Figure 3).
+
+Each rated pair (not the attention checks) gives one score to each of its two
+models: with the 7-point scale (1 = A much better, 4 = no preference,
+7 = B much better), the right-hand (B) model scores value - 4 and the
+left-hand (A) model 4 - value, both in [-3, 3].  Then:
+  * Kruskal-Wallis H over the models' scores (the paper: chi2(3) = 109.48);
+  * Mann-Whitney U (two-sided) for each model pair, p-values corrected for
+    the number of pairs by Holm's step-down method (family-wise alpha);
+  * Figure 3: the number of comparisons each model won (score > 0), with
+    error bars sqrt(n p (1 - p)), the std. dev. of a binomial fitted to its
+    win/loss data (as the paper's caption says).
+Participants who failed the attention check are excluded (counted); the
+ratings of participants who have not finished yet are kept.
+"""
+import base64
+import html
+import itertools
+import json
+import os
+
+import numpy as np
+from scipy import stats
+
+from listening_study import design
+from listening_study import stimuli as stimuli_lib
+
+ALPHA = 0.05
+DISPLAY = {"note_rnn": "Note RNN", "q": "Q", "psi": "\u03a8", "g": "G",
+           "rl_only": "RL only"}
+
+
+def holm(p_values):
+  """Holm-Bonferroni adjusted p-values (same order as given)."""
+  p = np.asarray(p_values, np.float64)
+  order = np.argsort(p)
+  m = len(p)
+  adjusted = np.empty(m)
+  running = 0.0
+  for rank, i in enumerate(order):
+    running = max(running, min(1.0, (m - rank) * p[i]))
+    adjusted[i] = running
+  return adjusted.tolist()
+
+
+def model_scores(rows, models=None, exclude_failed_attention=True):
+  """-> ({model: [scores]}, info) from export rows (see module docstring)."""
+  pair_rows, excluded = [], set()
+  for row in rows:
+    if row["kind"] != "pair":
+      continue
+    if exclude_failed_attention and row["attention_passed"] is False:
+      excluded.add(row["participant_id"])
+      continue
+    pair_rows.append(row)
+  if models is None:
+    names = {r["left_model"] for r in pair_rows} | {r["right_model"]
+                                                     for r in pair_rows}
+    models = stimuli_lib.order_models(names)
+  scores = {m: [] for m in models}
+  for row in pair_rows:
+    preference_for_right = int(row["value"]) - design.SCALE_MID
+    if row["left_model"] in scores:
+      scores[row["left_model"]].append(-preference_for_right)
+    if row["right_model"] in scores:
+      scores[row["right_model"]].append(preference_for_right)
+  info = {"ratings_used": len(pair_rows),
+          "participants_excluded_attention": len(excluded),
+          "participants": len({r["participant_id"] for r in pair_rows})}
+  return scores, info
+
+
+def analyse(rows, models=None, exclude_failed_attention=True, alpha=ALPHA):
+  scores, info = model_scores(rows, models, exclude_failed_attention)
+  models = list(scores)
+  per_model = {}
+  for m in models:
+    s = np.asarray(scores[m])
+    n = len(s)
+    wins = int((s > 0).sum())
+    p = wins / n if n else 0.0
+    per_model[m] = dict(comparisons=n, wins=wins, ties=int((s == 0).sum()),
+                        losses=int((s < 0).sum()),
+                        win_std=float(np.sqrt(n * p * (1 - p))),
+                        mean_score=float(s.mean()) if n else float("nan"),
+                        median_score=float(np.median(s)) if n else float("nan"))
+  usable = [m for m in models if len(scores[m]) > 0]
+  kw = dict(H=float("nan"), df=len(usable) - 1, p=float("nan"))
+  if len(usable) >= 2:
+    try:
+      h, p = stats.kruskal(*[scores[m] for m in usable])
+      kw.update(H=float(h), p=float(p))
+    except ValueError:  # all scores identical
+      kw.update(H=0.0, p=1.0)
+  pairs = []
+  for a, b in itertools.combinations(usable, 2):
+    u, p = stats.mannwhitneyu(scores[a], scores[b], alternative="two-sided")
+    pairs.append(dict(a=a, b=b, U=float(u), p=float(p),
+                      n_a=len(scores[a]), n_b=len(scores[b]),
+                      higher=a if per_model[a]["mean_score"] >
+                      per_model[b]["mean_score"] else b))
+  for pair, adjusted in zip(pairs, holm([x["p"] for x in pairs]) if pairs
+                            else []):
+    pair["p_holm"] = float(adjusted)
+    pair["significant"] = bool(adjusted < alpha)
+  ranking = sorted(usable, key=lambda m: -per_model[m]["mean_score"])
+  return dict(models=models, per_model=per_model, kruskal_wallis=kw,
+              mann_whitney=pairs, ranking=ranking, alpha=alpha,
+              correction="Holm-Bonferroni over the "
+                         f"{len(pairs)} model pairs", **info)
+
+
+def plot_figure3(result, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  models = [m for m in result["models"]
+            if result["per_model"][m]["comparisons"]]
+  wins = [result["per_model"][m]["wins"] for m in models]
+  errors = [result["per_model"][m]["win_std"] for m in models]
+  fig, ax = plt.subplots(figsize=(5, 3.6))
+  ax.bar([DISPLAY.get(m, m) for m in models], wins, yerr=errors, capsize=6,
+         color=["#999999" if m == "note_rnn" else "#4c72b0" for m in models])
+  for i, m in enumerate(models):
+    ax.text(i, wins[i] + errors[i] + 0.3,
+            f"{wins[i]}/{result['per_model'][m]['comparisons']}",
+            ha="center", va="bottom", fontsize=8)
+  ax.set_ylabel("times preferred")
+  ax.set_title("Figure 3: melodies preferred, by model")
+  ax.set_ylim(0, max([w + e for w, e in zip(wins, errors)] + [1]) * 1.2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def format_text(result):
+  kw = result["kruskal_wallis"]
+  lines = [f"ratings used: {result['ratings_used']} from "
+           f"{result['participants']} participants "
+           f"({result['participants_excluded_attention']} excluded by the "
+           "attention check)",
+           f"{'model':<10}{'comparisons':>12}{'wins':>6}{'ties':>6}"
+           f"{'losses':>8}{'mean score':>12}"]
+  for m in result["models"]:
+    s = result["per_model"][m]
+    lines.append(f"{m:<10}{s['comparisons']:>12}{s['wins']:>6}{s['ties']:>6}"
+                 f"{s['losses']:>8}{s['mean_score']:>12.3f}")
+  lines.append(f"Kruskal-Wallis: H({kw['df']}) = {kw['H']:.3f}, "
+               f"p = {kw['p']:.3g}")
+  lines.append(f"Mann-Whitney U, two-sided, {result['correction']}:")
+  for x in result["mann_whitney"]:
+    lines.append(f"  {x['a']:>8} vs {x['b']:<8} U = {x['U']:9.1f}  "
+                 f"p = {x['p']:.3g}  p_holm = {x['p_holm']:.3g}  "
+                 f"{'significant' if x['significant'] else 'n.s.':<11} "
+                 f"(higher: {x['higher']})")
+  lines.append("ranking by mean score: " + " > ".join(result["ranking"]))
+  return "\n".join(lines)
+
+
+def write_summary_html(result, figure_path, path, csv_name="ratings.csv"):
+  with open(figure_path, "rb") as f:
+    figure = base64.b64encode(f.read()).decode()
+  kw = result["kruskal_wallis"]
+  rows = "".join(
+      f"<tr><td>{html.escape(m)}</td><td>{s['comparisons']}</td>"
+      f"<td>{s['wins']}</td><td>{s['ties']}</td><td>{s['losses']}</td>"
+      f"<td>{s['mean_score']:.3f}</td></tr>"
+      for m, s in result["per_model"].items())
+  tests = "".join(
+      f"<tr><td>{html.escape(x['a'])} vs {html.escape(x['b'])}</td>"
+      f"<td>{x['U']:.1f}</td><td>{x['p']:.3g}</td><td>{x['p_holm']:.3g}</td>"
+      f"<td>{'yes' if x['significant'] else 'no'}</td>"
+      f"<td>{html.escape(x['higher'])}</td></tr>"
+      for x in result["mann_whitney"])
+  page = f"""<!DOCTYPE html><html><head><meta charset="utf-8">
+<title>Listening study: summary</title>
+<style>body{{font-family:sans-serif;max-width:900px;margin:auto}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}</style>
+</head><body>
+<h1>Listening study (the paper's Figure 3)</h1>
+<p>{result['ratings_used']} pair ratings from {result['participants']} participants
+({result['participants_excluded_attention']} participants excluded by the attention
+check). Each rating gives the preferred model a positive score and the other the
+opposite score on a 7-point scale (&minus;3 &hellip; 3). Ratings: <a href="{html.escape(csv_name)}">{html.escape(csv_name)}</a>.</p>
+<img alt="Figure 3" src="data:image/png;base64,{figure}">
+<h2>Per model</h2>
+<table><tr><th>model</th><th>comparisons</th><th>wins</th><th>ties</th><th>losses</th><th>mean score</th></tr>{rows}</table>
+<h2>Tests</h2>
+<p>Kruskal-Wallis H over models: H({kw['df']}) = {kw['H']:.3f}, p = {kw['p']:.3g}
+(paper: &chi;<sup>2</sup>(3) = 109.480, p &lt; 0.001).</p>
+<p>Mann-Whitney U (two-sided) for each model pair; {html.escape(result['correction'])},
+&alpha; = {result['alpha']}.</p>
+<table><tr><th>pair</th><th>U</th><th>p</th><th>p (Holm)</th><th>significant</th><th>rated higher</th></tr>{tests}</table>
+</body></html>"""
+  with open(path, "w") as f:
+    f.write(page)
+  return path
+
+
+def write_results(rows, output_dir, models=None,
+                  exclude_failed_attention=True):
+  """ratings.csv, analysis.json, figure3.png, summary.html -> paths."""
+  from listening_study import app as study_app  # pylint: disable=g-import-not-at-top
+  os.makedirs(output_dir, exist_ok=True)
+  csv_path = os.path.join(output_dir, "ratings.csv")
+  with open(csv_path, "w", newline="") as f:
+    study_app.write_csv(f, rows)
+  result = analyse(rows, models, exclude_failed_attention)
+  json_path = os.path.join(output_dir, "analysis.json")
+  with open(json_path, "w") as f:
+    json.dump(result, f, indent=1)
+  figure = plot_figure3(result, os.path.join(output_dir, "figure3.png"))
+  summary = write_summary_html(result, figure,
+                               os.path.join(output_dir, "summary.html"))
+  return dict(csv=csv_path, json=json_path, figure=figure, summary=summary,
+              result=result)

@@ -1,0 +1,60 @@
+r"""Analyses a listening study: CSV, the paper's tests, Figure 3, summary.
+
+  python -m listening_study.analyze --run_dir=runs/paper [--db_url=...]
+
+Writes <study_dir>/results/{ratings.csv, analysis.json, figure3.png,
+summary.html}, prints the tests, and, when <run_dir>/report.html exists,
+rewrites the run's report so that it links to the summary.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+import listening_study
+from listening_study import analysis
+from listening_study import app as study_app
+from listening_study import db
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string("run_dir", None, "Run directory.")
+  flags.DEFINE_string("study_dir", None,
+                      "Study directory; default <run_dir>/listening_study.")
+  flags.DEFINE_string("db_url", None, "SQLAlchemy URL; default the study's "
+                      "SQLite database.")
+  flags.DEFINE_list("models", None, "Models to analyse (default: all rated).")
+  flags.DEFINE_bool("exclude_failed_attention", True,
+                    "Drop participants who failed the attention check.")
+
+
+def main(argv):
+  del argv
+  if FLAGS.run_dir is None and FLAGS.study_dir is None:
+    sys.exit("--run_dir or --study_dir is required")
+  study = FLAGS.study_dir or listening_study.study_dir(FLAGS.run_dir)
+  db_url = FLAGS.db_url or listening_study.default_db_url(study)
+  if db_url.startswith("sqlite:///") and not os.path.isfile(db_url[10:]):
+    sys.exit(f"no study database at {db_url[10:]!r}; start the study first")
+  engine = db.make_engine(db_url)
+  db.create_schema(engine)
+  with engine.begin() as conn:
+    rows = study_app.export_rows(conn)
+  if not any(r["kind"] == "pair" for r in rows):
+    sys.exit("no ratings yet")
+  out = analysis.write_results(rows, listening_study.results_dir(study),
+                               FLAGS.models, FLAGS.exclude_failed_attention)
+  print(analysis.format_text(out["result"]))
+  print(f"wrote {out['csv']}, {out['json']}, {out['figure']}, {out['summary']}")
+  if FLAGS.run_dir and os.path.isfile(os.path.join(FLAGS.run_dir,
+                                                   "report.html")):
+    from rl_tuner_tf.evaluation import report  # pylint: disable=g-import-not-at-top
+    print(f"report updated: {report.write_report(FLAGS.run_dir)}")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

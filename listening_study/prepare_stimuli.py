@@ -1,0 +1,71 @@
+r"""Renders a run's listening-study stimuli.
+
+  python -m listening_study.prepare_stimuli --run_dir=runs/paper --per_model=12
+
+Reads <run>/evaluation/<model>/melodies.npy, picks --per_model melodies per
+model (seeded; all-rest melodies are skipped and counted in the manifest),
+writes <run>/listening_study/stimuli/{audio/<id>.wav, midi/<id>.mid,
+manifest.json}.  The manifest (id -> model) is private: the server never
+serves it.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import listening_study
+from listening_study import stimuli
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string("run_dir", None, "Run directory (with evaluation/).")
+  flags.DEFINE_string("study_dir", None,
+                      "Study directory; default <run_dir>/listening_study.")
+  flags.DEFINE_integer("per_model", 12, "Melodies per model.")
+  flags.DEFINE_integer("seed", 0, "Seed of the choice of melodies.")
+  flags.DEFINE_list("models", None, "Models to include; default the paper's "
+                    "four (note_rnn,q,psi,g) where present, else all found.")
+  flags.DEFINE_string("soundfont", None, "General MIDI .sf2; default the first "
+                      f"of {', '.join(stimuli.SOUNDFONT_CANDIDATES)}.")
+  flags.DEFINE_bool("force", False, "Replace existing stimuli.")
+  flags.mark_flag_as_required("run_dir")
+
+
+def prepare_if_missing(run_dir, study, per_model, seed=0, models=None,
+                       soundfont=None, force=False):
+  out = listening_study.stimuli_dir(study)
+  if not force and os.path.isfile(os.path.join(out, stimuli.MANIFEST)):
+    logging.info("stimuli already in %s (use --force to replace)", out)
+    return stimuli.load_manifest(out)
+  if force and os.path.isdir(out):
+    import shutil  # pylint: disable=g-import-not-at-top
+    shutil.rmtree(out)
+  manifest = stimuli.prepare(run_dir, out, per_model=per_model, seed=seed,
+                             models=models, soundfont=soundfont)
+  print(f"{len(manifest['stimuli'])} stimuli ({per_model} per model: "
+        f"{', '.join(manifest['models'])}) rendered with "
+        f"{manifest['renderer']} into {out}; loudness: "
+        f"{manifest['loudness']['method']}; all-rest melodies skipped: "
+        f"{manifest['excluded_silent_melodies']}")
+  return manifest
+
+
+def main(argv):
+  del argv
+  if not os.path.isdir(FLAGS.run_dir):
+    sys.exit(f"--run_dir: no directory {FLAGS.run_dir!r}")
+  study = FLAGS.study_dir or listening_study.study_dir(FLAGS.run_dir)
+  try:
+    prepare_if_missing(FLAGS.run_dir, study, FLAGS.per_model, FLAGS.seed,
+                       FLAGS.models, FLAGS.soundfont, FLAGS.force)
+  except stimuli.StimuliError as e:
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,315 @@
+r"""Simulated participants, for tests, the load benchmark and demonstrations.
+
+A simulated listener has a planted taste: a quality per model, read from the
+study's private manifest (a real participant never sees it).  For a pair it
+answers 4 + round(scale * (q_right - q_left) + noise), clipped to 1..7, and
+it answers attention checks as instructed (unless told to fail them).
+
+Two ways to take the study:
+  * HttpParticipant: plain HTTP (http.client), as the page's script would;
+  * take_study_in_browser: a real headless Chromium (Debian's chromium +
+    chromium-driver through Selenium), keyboard only: A / B play the clips
+    (sped up 16x by the simulator, so that a trial takes a second), 1-7 and
+    Enter rate.
+
+  python -m listening_study.simulate --url=http://127.0.0.1:8000/ \
+      --study_dir=runs/paper/listening_study --participants=12 --browser \
+      --quality=note_rnn:0,q:1.5,psi:1.5,g:0.8
+"""
+import http.client
+import json
+import random
+import re
+import time
+import urllib.parse
+
+import numpy as np
+
+from listening_study import design
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+_TRIAL_RE = re.compile(r'data-trial="(\d+)"')
+_AUDIO_RE = re.compile(r'/audio/([0-9a-f]{16})\.wav')
+_ATTENTION_RE = re.compile(r'please choose\s*<strong>(\d)')
+_CODE_RE = re.compile(r'id="completion-code">([^<]+)<')
+
+
+class Taste:
+  """A listener with planted model qualities (see module docstring)."""
+
+  def __init__(self, manifest, quality, noise=1.0, scale=1.0, seed=None,
+               fail_attention=False):
+    self.model_of = {i: s["model"] for i, s in manifest["stimuli"].items()}
+    self.quality = dict(quality)
+    self.noise, self.scale = noise, scale
+    self.fail_attention = fail_attention
+    self.rng = np.random.default_rng(seed)
+
+  def choose(self, left_id, right_id, attention_value=None):
+    if attention_value is not None:
+      if self.fail_attention:
+        return design.SCALE_MAX + design.SCALE_MIN - attention_value
+      return attention_value
+    diff = (self.quality.get(self.model_of[right_id], 0.0) -
+            self.quality.get(self.model_of[left_id], 0.0))
+    value = design.SCALE_MID + int(np.round(self.scale * diff +
+                                            self.rng.normal(0, self.noise)))
+    return int(np.clip(value, design.SCALE_MIN, design.SCALE_MAX))
+
+
+def parse_quality(text):
+  out = {}
+  for item in text.split(","):
+    name, _, value = item.partition(":")
+    out[name.strip()] = float(value)
+  return out
+
+
+class HttpParticipant:
+  """Takes the study over HTTP; `latencies` holds each rating POST's seconds."""
+
+  def __init__(self, url, taste, timeout=60):
+    parts = urllib.parse.urlsplit(url)
+    self.host, self.port = parts.hostname, parts.port or 80
+    self.timeout = timeout
+    self.taste = taste
+    self.cookie = None
+    self.latencies = []
+    self.ratings = []
+    self.requests = 0
+
+  def request(self, method, path, body=None, headers=None):
+    self.requests += 1
+    conn = http.client.HTTPConnection(self.host, self.port,
+                                      timeout=self.timeout)
+    try:
+      headers = dict(headers or {})
+      if self.cookie:
+        headers["Cookie"] = self.cookie
+      conn.request(method, path, body=body, headers=headers)
+      response = conn.getresponse()
+      data = response.read()
+      cookie = response.getheader("Set-Cookie")
+      if cookie:
+        self.cookie = cookie.split(";", 1)[0]
+      return response.status, response.getheader("Location"), data.decode()
+    finally:
+      conn.close()
+
+  def post_json(self, path, payload):
+    status, _, text = self.request("POST", path, json.dumps(payload),
+                                   {"Content-Type": "application/json"})
+    return status, (json.loads(text) if text else {})
+
+  def run(self, external_id=""):
+    status, _, _ = self.request(
+        "POST", "/start",
+        urllib.parse.urlencode({"consent": "yes", "external_id": external_id}),
+        {"Content-Type": "application/x-www-form-urlencoded"})
+    if status != 303:
+      raise RuntimeError(f"/start answered {status}")
+    while True:
+      status, location, page = self.request("GET", "/study")
+      if status == 302 and location and location.endswith("/done"):
+        break
+      if status != 200:
+        raise RuntimeError(f"/study answered {status}")
+      trial = int(_TRIAL_RE.search(page).group(1))
+      left, right = _AUDIO_RE.findall(page)[:2]
+      attention = _ATTENTION_RE.search(page)
+      for side in ("left", "right"):
+        code, body = self.post_json(f"/api/trials/{trial}/played",
+                                    {"side": side})
+        if code != 200:
+          raise RuntimeError(f"played answered {code}: {body}")
+      value = self.taste.choose(left, right, int(attention.group(1))
+                                if attention else None)
+      start = time.perf_counter()
+      code, body = self.post_json(f"/api/trials/{trial}/rating",
+                                  {"value": value, "response_ms": 1000})
+      self.latencies.append(time.perf_counter() - start)
+      if code != 200:
+        raise RuntimeError(f"rating answered {code}: {body}")
+      self.ratings.append((trial, value))
+    _, _, page = self.request("GET", "/done")
+    return _CODE_RE.search(page).group(1).strip()
+
+
+def make_chromium_driver(user_data_dir=None):
+  """Headless Debian Chromium through Debian's chromedriver (no downloads).
+  With user_data_dir the profile (cookies) survives a browser restart."""
+  from selenium import webdriver  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+  options = webdriver.ChromeOptions()
+  options.binary_location = CHROMIUM
+  for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+              "--autoplay-policy=no-user-gesture-required",
+              "--window-size=1000,1000"):
+    options.add_argument(arg)
+  if user_data_dir:
+    options.add_argument(f"--user-data-dir={user_data_dir}")
+  return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def _press(driver, key):
+  from selenium.webdriver.common.action_chains import ActionChains  # pylint: disable=g-import-not-at-top
+  ActionChains(driver).send_keys(key).perform()
+
+
+def take_study_in_browser(driver, url, taste, external_id="", timeout=30,
+                          screenshot_dir=None, max_trials=None):
+  """Keyboard-only run through the study; returns (code, [(trial, value)]).
+  Stops after max_trials ratings (code None) when given; a participant who
+  has already consented in this browser goes straight on."""
+  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.common.keys import Keys  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.support import expected_conditions as ec  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
+  wait = WebDriverWait(driver, timeout)
+  driver.get(url)
+  shots = 0
+
+  def shot(name):
+    nonlocal shots
+    if screenshot_dir:
+      shots += 1
+      driver.save_screenshot(f"{screenshot_dir}/{shots:02d}_{name}.png")
+
+  if driver.find_elements(By.ID, "consent"):
+    shot("consent")
+    # The consent box has autofocus: Space ticks it, Tab -> id field, Enter.
+    consent = driver.switch_to.active_element
+    assert consent.get_attribute("id") == "consent", "consent box not focused"
+    _press(driver, Keys.SPACE)
+    _press(driver, Keys.TAB)
+    _press(driver, external_id)
+    _press(driver, Keys.ENTER)
+  ratings = []
+  while max_trials is None or len(ratings) < max_trials:
+    wait.until(lambda d: "/study" in d.current_url or "/done" in d.current_url)
+    if "/done" in driver.current_url:
+      break
+    trial_el = wait.until(ec.presence_of_element_located((By.ID, "trial")))
+    trial = int(trial_el.get_attribute("data-trial"))
+    driver.execute_script(
+        "document.querySelectorAll('audio').forEach(function (a) {"
+        " a.defaultPlaybackRate = 16; a.playbackRate = 16; });")
+    left, right = (driver.find_element(By.ID, f"audio-{s}").get_attribute(
+        "src").rsplit("/", 1)[1][:-4] for s in ("left", "right"))
+    attention = driver.find_elements(By.CSS_SELECTOR, "#attention strong")
+    value = taste.choose(left, right, int(attention[0].text.split()[0])
+                         if attention else None)
+    if not ratings:
+      shot("trial_before_playing")
+    if attention:
+      shot("attention_check")
+    for key, side in (("a", "left"), ("b", "right")):
+      _press(driver, key)
+      wait.until(ec.text_to_be_present_in_element((By.ID, f"status-{side}"),
+                                                  "played"))
+    _press(driver, str(value))
+    if not ratings:
+      shot("trial_rated")
+    _press(driver, Keys.ENTER)
+    wait.until(lambda d, t=trial: not d.find_elements(
+        By.CSS_SELECTOR, f"#trial[data-trial='{t}']"))
+    ratings.append((trial, value))
+  if "/done" not in driver.current_url:
+    return None, ratings
+  code = wait.until(ec.presence_of_element_located(
+      (By.ID, "completion-code"))).text.strip()
+  shot("done")
+  return code, ratings
+
+
+def main(argv=None):
+  import argparse  # pylint: disable=g-import-not-at-top
+  from listening_study import stimuli  # pylint: disable=g-import-not-at-top
+  import listening_study  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--url", required=True)
+  parser.add_argument("--study_dir", required=True)
+  parser.add_argument("--participants", type=int, default=12)
+  parser.add_argument("--quality", default="note_rnn:0,q:1.5,psi:1.5,g:0.8")
+  parser.add_argument("--noise", type=float, default=1.0)
+  parser.add_argument("--browser", action="store_true")
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args(argv)
+  manifest = stimuli.load_manifest(listening_study.stimuli_dir(args.study_dir))
+  quality = parse_quality(args.quality)
+  driver = make_chromium_driver() if args.browser else None
+  try:
+    for k in range(args.participants):
+      taste = Taste(manifest, quality, noise=args.noise, seed=args.seed + k)
+      if driver is not None:
+        driver.delete_all_cookies()
+        code, ratings = take_study_in_browser(driver, args.url, taste,
+                                              external_id=f"sim{k}")
+      else:
+        participant = HttpParticipant(args.url, taste)
+        code = participant.run(external_id=f"sim{k}")
+        ratings = participant.ratings
+      print(f"participant {k}: {len(ratings)} ratings, code {code}", flush=True)
+  finally:
+    if driver is not None:
+      driver.quit()
+
+
+if __name__ == "__main__":
+  random.seed()
+  main()
+
+
+class ServerProcess:
+  """`python -m listening_study.serve` in a subprocess on a free port (the
+  production path: gunicorn); `url` once it is listening."""
+
+  def __init__(self, study_dir, admin_token, extra_args=(), timeout=90):
+    import os  # pylint: disable=g-import-not-at-top
+    import subprocess  # pylint: disable=g-import-not-at-top
+    import sys  # pylint: disable=g-import-not-at-top
+    self.admin_token = admin_token
+    self.process = subprocess.Popen(
+        [sys.executable, "-m", "listening_study.serve",
+         f"--study_dir={study_dir}", "--port=0",
+         f"--admin_token={admin_token}", *extra_args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    self.output = []
+    deadline = time.time() + timeout
+    self.url = None
+    while time.time() < deadline:
+      line = self.process.stdout.readline()
+      if not line:
+        break
+      self.output.append(line)
+      match = re.search(r"running at (http://\S+)", line)
+      if match:
+        self.url = match.group(1)
+        break
+    if self.url is None:
+      self.stop()
+      raise RuntimeError("study server did not start:\n" +
+                         "".join(self.output[-30:]))
+    import threading  # pylint: disable=g-import-not-at-top
+    threading.Thread(target=self._drain, daemon=True).start()
+
+  def _drain(self):
+    for line in self.process.stdout:
+      self.output.append(line)
+
+  def stop(self):
+    if self.process.poll() is None:
+      self.process.terminate()
+      try:
+        self.process.wait(timeout=20)
+      except Exception:  # pylint: disable=broad-except
+        self.process.kill()
+        self.process.wait()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.stop()
