@@ -35,6 +35,7 @@ setup(
         "music21",
         "matplotlib",
         "tensorboard",
+        "scipy",  # evaluation's confidence intervals (Student t)
     ],
     extras_require={
         "study": _STUDY,
