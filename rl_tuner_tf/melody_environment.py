@@ -151,7 +151,7 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
                num_notes_in_melody=NUM_NOTES_IN_MELODY,
                random_note_max=DEFAULT_RANDOM_NOTE_MAX, primer=None,
                reward_weights=None, terminal_discount=1.0, seed=0,
-               name="melody_environment"):
+               primer_group_size=1, name="melody_environment"):
     """Args:
       reward_rnn: a NoteRNN, used frozen (the caller passes a copy).
       batch_size: compositions composed in parallel.
@@ -162,6 +162,9 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
         or [N, K] tokens (a PrimerPool is made of them; see ``primer``),
         one row of which primes each composition.
       reward_weights: {rule: weight} for r_MT (rewards.resolve_weights).
+      primer_group_size: k > 1 primes compositions in consecutive groups of
+        k with the same random note / pool primer (RLOO's k samples per
+        primer); batch_size must be a multiple of k.
     """
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -173,6 +176,10 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     if not 0 <= random_note_max < encoding.NUM_CLASSES:
       raise ValueError(f"random_note_max must be in [0, "
                        f"{encoding.NUM_CLASSES - 1}], got {random_note_max}")
+    if primer_group_size < 1 or batch_size % primer_group_size:
+      raise ValueError(f"primer_group_size must be >= 1 and divide batch_size"
+                       f" {batch_size}, got {primer_group_size}")
+    self._group = int(primer_group_size)
     time_step_spec = ts.time_step_spec(observation_spec())
     super().__init__(time_step_spec, action_spec(), batch_size)
     self._reward_rnn = reward_rnn
@@ -266,10 +273,17 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     m = self._module
     b = self.batch_size
     ops = []
+    draws = b // self._group
+
+    def grouped(x):  # each draw primes k consecutive compositions
+      return x if self._group == 1 else tf.repeat(x, self._group)
+
     if self._primer is None:
-      note = m.generator.uniform([b], 0, self._random_note_max + 1, tf.int32)
+      note = grouped(m.generator.uniform(
+          [draws], 0, self._random_note_max + 1, tf.int32))
     elif isinstance(self._primer, PrimerPool):
-      index = m.generator.uniform([b], 0, self._primer.size, tf.int32)
+      index = grouped(m.generator.uniform([draws], 0, self._primer.size,
+                                          tf.int32))
       note = tf.gather(self._primer.prefixes, index)[:, -1]
       ops.append(self._primer.index.assign(index))
     else:

@@ -51,7 +51,8 @@ FLAGS = flags.FLAGS
 _DEFAULTS = tuning.TuningConfig()
 
 flags.DEFINE_list("algorithm", ["q"],
-                  "Algorithms to tune, comma-separated: q, psi, g, rl_only.")
+                  "Algorithms to tune, comma-separated: q, psi, g, rl_only "
+                  "(off-policy, the paper's), ppo, rloo (on-policy).")
 flags.DEFINE_integer("num_notes", _DEFAULTS.num_notes,
                      "Notes composed (training steps) per algorithm.")
 flags.DEFINE_float("c", _DEFAULTS.c,
@@ -96,6 +97,19 @@ flags.DEFINE_float("terminal_discount", _DEFAULTS.terminal_discount,
                    "Discount at a composition's last note (1: bootstrap "
                    "through it, as the original).")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
+flags.DEFINE_integer("pg_num_compositions", _DEFAULTS.pg_num_compositions,
+                     "ppo/rloo: whole compositions composed per iteration.")
+flags.DEFINE_float("pg_learning_rate", _DEFAULTS.pg_learning_rate,
+                   "ppo/rloo: Adam learning rate.")
+flags.DEFINE_integer("pg_epochs", _DEFAULTS.pg_epochs,
+                     "ppo/rloo: passes over each batch of compositions.")
+flags.DEFINE_integer("pg_minibatches", _DEFAULTS.pg_minibatches,
+                     "ppo/rloo: minibatches (Adam steps) per pass.")
+flags.DEFINE_float("pg_clip", _DEFAULTS.pg_clip,
+                   "ppo/rloo: clip range epsilon of the probability ratio.")
+flags.DEFINE_float("gae_lambda", _DEFAULTS.gae_lambda, "ppo: GAE lambda.")
+flags.DEFINE_integer("rloo_k", _DEFAULTS.rloo_k,
+                     "rloo: compositions per primer (leave-one-out baseline).")
 flags.DEFINE_string("note_rnn_checkpoint", note_rnn.SHIPPED_CHECKPOINT_DIR,
                     "Note RNN checkpoint directory (default: the shipped one).")
 flags.DEFINE_string("primer_midi", None,
@@ -154,7 +168,7 @@ def _round_up(value, multiple):
 
 def periods(config):
   """(log, checkpoint, figure2) periods in notes, multiples of an iteration."""
-  b = config.num_compositions
+  b = config.notes_per_iteration()
   default = {"log": config.num_notes // 50, "checkpoint": config.num_notes // 10,
              "figure2": config.num_notes // 10}
   chosen = {"log": FLAGS.log_every_notes,
@@ -314,7 +328,7 @@ def tune(algorithm, source_model, run_dir, primer, log=print):
     log(f"[{algorithm}] already tuned: {model_dir}")
     return model_dir
 
-  tuner = tuning.Tuner(config, source_model, primer=primer)
+  tuner = tuning.make_tuner(config, source_model, primer=primer)
   manager = tf.train.CheckpointManager(
       tuner.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=1)
   if manager.latest_checkpoint:
@@ -331,13 +345,11 @@ def tune(algorithm, source_model, run_dir, primer, log=print):
   _write_figure2(figure2_path, figure2_rows)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
 
-  b = config.num_compositions
+  b = tuner.notes_per_iteration
   notes = start_notes
   started = time.time()
   window = (started, notes)  # the rate is measured since the last log line
-  log(f"[{algorithm}] tuning {config.num_notes:,} notes: {b} compositions in "
-      f"parallel, {config.updates_per_iteration()} updates of "
-      f"{config.update_batch_size()} transitions per {b} notes; "
+  log(f"[{algorithm}] tuning {config.num_notes:,} notes: {config.schedule()}; "
       f"output {run_dir}")
   while notes < config.num_notes:
     next_stop = min([config.num_notes] +
@@ -364,6 +376,8 @@ def tune(algorithm, source_model, run_dir, primer, log=print):
           f"updates {tuner.num_updates:,} | loss {stats.get('loss', float('nan')):.3f} | "
           f"log p {stats['log_p']:.3f} | r_MT {stats['r_mt']:.3f} | "
           + (f"epsilon {stats['epsilon']:.3f} | " if "epsilon" in stats else "")
+          + (f"objective {stats['objective']:.1f} | "
+             if "objective" in stats else "")
           + f"ETA {_format_seconds(eta)}")
       with writer.as_default(step=notes):
         for key, value in stats.items():
