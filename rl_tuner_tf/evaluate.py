@@ -51,6 +51,10 @@ def define_flags():
   flags.DEFINE_bool("prime_all_classes", False,
                     "Draw the primer note from all 38 classes (the original "
                     "draws 0..36).")
+  flags.DEFINE_float("objective_c", None,
+                     "c of the KL-regularised objective E[sum r_MT/c + log p "
+                     "- log pi] (default: each tuned model's run's c, the "
+                     "Note RNN the c they share; else 0.5).")
 
 def main(argv):
   if len(argv) > 1:
@@ -62,7 +66,8 @@ def main(argv):
         output_dir=FLAGS.output_dir, num_melodies=FLAGS.num_melodies,
         seed=FLAGS.seed, batch_size=FLAGS.batch_size,
         num_notes=FLAGS.num_notes, num_samples=FLAGS.num_samples,
-        prime_all_classes=FLAGS.prime_all_classes)
+        prime_all_classes=FLAGS.prime_all_classes,
+        objective_c=FLAGS.objective_c)
   except pipeline.SettingError as e:
     raise app.UsageError(str(e))
   print(f"Table 1: {output_dir}/table1.md")
