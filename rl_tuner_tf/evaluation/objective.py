@@ -16,7 +16,6 @@ import math
 
 from rl_tuner_tf import keras_setup  # noqa: F401
 import numpy as np
-import tensorflow as tf
 
 from rl_tuner_tf.rewards import replay
 
@@ -24,17 +23,13 @@ DEFAULT_C = 0.5  # the paper's c, when a model does not record its own
 Z_95 = 1.959963984540054
 
 
-def _per_melody_r_mt(tokens, weights):
-  return tf.reduce_sum(tf.cast(replay._replay(tokens, weights).total,  # pylint: disable=protected-access
-                               tf.float64), axis=1)
-
-
 def per_melody_r_mt(melodies, weights=None, chunk_size=20000):
   """sum_t r_MT of each melody [N, T] -> float64 [N] (replayed in chunks)."""
   tokens = replay.check_melodies(melodies).numpy()
-  fn = replay.compiled(_per_melody_r_mt, tokens.shape[1], weights)
-  return np.concatenate([fn(tf.constant(tokens[i:i + chunk_size])).numpy()
-                         for i in range(0, len(tokens), chunk_size)])
+  return np.concatenate([
+      replay.replay_melodies(tokens[i:i + chunk_size], weights).total.numpy()
+      .astype(np.float64).sum(axis=1)
+      for i in range(0, len(tokens), chunk_size)])
 
 
 def kl_objective(melodies, log_p, log_pi, c, weights=None):
