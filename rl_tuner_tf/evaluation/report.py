@@ -23,7 +23,7 @@ FIGURE2_QUANTITIES = (
     ("mean_r_mt", "Mean music-theory reward r_MT per note"),
 )
 REPORT_FILENAME = "report.html"
-ALGORITHM_ORDER = ("note_rnn", "q", "psi", "g", "rl_only")
+ALGORITHM_ORDER = ("note_rnn", "q", "psi", "g", "rl_only", "ppo", "rloo")
 
 
 def _order(names):
