@@ -34,7 +34,7 @@ def define_flags():
                       "Note RNN row.")
   flags.DEFINE_list("tuned_model_dirs", [],
                     "Tuned models (written by melody_policy.save_tuned): q, psi, "
-                    "g or rl_only.")
+                    "g, rl_only, ppo or rloo.")
   flags.DEFINE_string("run_dir", None,
                       "A training run: evaluates every tuned model in it, writes "
                       "to <run_dir>/evaluation and the report to "

@@ -18,7 +18,9 @@ and, when every algorithm is done, the evaluation report.
 Defaults are the paper's (c 0.5, gamma 0.5, eta 0.01, minibatch 32 every 5
 notes, replay 100,000, epsilon 1.0 -> 0.1 over 500,000 of 1,000,000 notes).
 The original code's values: --c=10 (its reward_scaler 0.1), --gamma=0.95
-(its library default). --minibatches_per_update=1 is the paper's exact
+(its library default). ppo and rloo are on-policy tuners of the same
+KL-regularised objective (on_policy_tuning.py, docs/policy_gradient.md);
+their settings are the --pg_* flags, --gae_lambda and --rloo_k. --minibatches_per_update=1 is the paper's exact
 update schedule; the default 8 takes the same transitions in 8x fewer,
 8x larger updates (see rl_tuner_tf/tuning.py).
 """
@@ -363,7 +365,8 @@ def tune(algorithm, source_model, run_dir, primer, log=print):
           f"{tuner.num_notes_composed:,} (update {tuner.num_updates:,}); "
           f"stopping. The last good checkpoint is kept: "
           f"{manager.latest_checkpoint or 'none was written yet'}. Try a "
-          "lower --learning_rate or a larger --c.")
+          "lower --learning_rate (ppo, rloo: --pg_learning_rate) or a "
+          "larger --c.")
     notes = tuner.num_notes_composed
     if notes % every["log"] == 0 or notes >= config.num_notes:
       now = time.time()
