@@ -34,7 +34,7 @@ def define_flags():
                       "Note RNN row.")
   flags.DEFINE_list("tuned_model_dirs", [],
                     "Tuned models (written by melody_policy.save_tuned): q, psi, "
-                    "g or rl_only.")
+                    "g, rl_only, ppo or rloo.")
   flags.DEFINE_string("run_dir", None,
                       "A training run: evaluates every tuned model in it, writes "
                       "to <run_dir>/evaluation and the report to "
@@ -54,6 +54,10 @@ def define_flags():
   flags.DEFINE_bool("prime_all_classes", False,
                     "Draw the primer note from all 38 classes (the original "
                     "draws 0..36).")
+  flags.DEFINE_float("objective_c", None,
+                     "c of the KL-regularised objective E[sum r_MT/c + log p "
+                     "- log pi] (default: each tuned model's run's c, the "
+                     "Note RNN the c they share; else 0.5).")
 
 def main(argv):
   if len(argv) > 1:
@@ -66,7 +70,8 @@ def main(argv):
         seed=FLAGS.seed, batch_size=FLAGS.batch_size,
         num_notes=FLAGS.num_notes, num_samples=FLAGS.num_samples,
         prime_all_classes=FLAGS.prime_all_classes,
-        token_reading=FLAGS.token_reading)
+        token_reading=FLAGS.token_reading,
+        objective_c=FLAGS.objective_c)
   except pipeline.SettingError as e:
     raise app.UsageError(str(e))
   print(f"Table 1: {output_dir}/table1.md")

@@ -164,7 +164,7 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
                random_note_max=DEFAULT_RANDOM_NOTE_MAX, primer=None,
                reward_weights=None, terminal_discount=1.0, seed=0,
                token_reading="paper", expose_reward_state=False,
-               name="melody_environment"):
+               primer_group_size=1, name="melody_environment"):
     """Args:
       reward_rnn: a NoteRNN, used frozen (the caller passes a copy).
       batch_size: compositions composed in parallel.
@@ -177,6 +177,9 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
       reward_weights: {rule: weight} for r_MT (rewards.resolve_weights).
       token_reading: how the rules read tokens 0/1 ("paper" or "magenta").
       expose_reward_state: add the Reward RNN's state to the observation.
+      primer_group_size: k > 1 primes compositions in consecutive groups of
+        k with the same random note / pool primer (RLOO's k samples per
+        primer); batch_size must be a multiple of k.
     """
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -188,6 +191,10 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     if not 0 <= random_note_max < encoding.NUM_CLASSES:
       raise ValueError(f"random_note_max must be in [0, "
                        f"{encoding.NUM_CLASSES - 1}], got {random_note_max}")
+    if primer_group_size < 1 or batch_size % primer_group_size:
+      raise ValueError(f"primer_group_size must be >= 1 and divide batch_size"
+                       f" {batch_size}, got {primer_group_size}")
+    self._group = int(primer_group_size)
     reading_lib.check_reading(token_reading)
     self._token_reading = token_reading
     self._expose_reward_state = bool(expose_reward_state)
@@ -306,10 +313,17 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     m = self._module
     b = self.batch_size
     ops = []
+    draws = b // self._group
+
+    def grouped(x):  # each draw primes k consecutive compositions
+      return x if self._group == 1 else tf.repeat(x, self._group)
+
     if self._primer is None:
-      note = m.generator.uniform([b], 0, self._random_note_max + 1, tf.int32)
+      note = grouped(m.generator.uniform(
+          [draws], 0, self._random_note_max + 1, tf.int32))
     elif isinstance(self._primer, PrimerPool):
-      index = m.generator.uniform([b], 0, self._primer.size, tf.int32)
+      index = grouped(m.generator.uniform([draws], 0, self._primer.size,
+                                          tf.int32))
       note = tf.gather(self._primer.prefixes, index)[:, -1]
       ops.append(self._primer.index.assign(index))
     else:

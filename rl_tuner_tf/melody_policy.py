@@ -6,6 +6,9 @@ Policies (paper section 3 / reference section 4):
   q, rl_only: greedy argmax_a Q(s, a)     (Eq. 5);  sampled as softmax(Q)
   psi      : pi(a|s) = softmax(Psi(s, .)) (Eq. 12)
   g        : pi(a|s) ∝ p(a|s) exp(G(s, a)) (Eq. 14) = softmax(log p + G)
+  ppo, rloo: pi(a|s) = softmax(policy logits) -- on-policy KL-regularised
+             tuners (agents/policy_gradient.py); their "q_network" on disk
+             is the policy network
 
 A tuned model on disk (``save_tuned`` / ``load_tuned``):
   <model_dir>/tuned.json        {"algorithm": ..., plus provenance}
@@ -20,7 +23,9 @@ import tensorflow as tf
 
 from rl_tuner_tf import note_rnn
 
-ALGORITHMS = ("q", "psi", "g", "rl_only")
+OFF_POLICY_ALGORITHMS = ("q", "psi", "g", "rl_only")  # tuning.Tuner
+ON_POLICY_ALGORITHMS = ("ppo", "rloo")  # on_policy_tuning.OnPolicyTuner
+ALGORITHMS = OFF_POLICY_ALGORITHMS + ON_POLICY_ALGORITHMS
 MODEL_KINDS = ("note_rnn",) + ALGORITHMS
 TUNED_CONFIG = "tuned.json"
 
@@ -46,6 +51,8 @@ def policy_logits(kind, action_values, reward_logits):
   if kind == "note_rnn":
     return reward_logits
   if kind in ("q", "rl_only", "psi"):  # Eq. 5 sampled / Eq. 12
+    return action_values
+  if kind in ON_POLICY_ALGORITHMS:  # the policy network's logits
     return action_values
   if kind == "g":  # Eq. 14: log p(a|s) + G(s, a)
     return tf.nn.log_softmax(reward_logits, axis=-1) + action_values

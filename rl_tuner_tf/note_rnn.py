@@ -57,13 +57,19 @@ class NoteRNN(tf.keras.Model):
   # -- sequence call -----------------------------------------------------------
   def call(self, tokens, initial_state=None, training=False):
     """tokens [B, T] int -> (logits [B, T, 38], final state tuple)."""
+    x, final = self.features(tokens, initial_state, training=training)
+    return self.logits_layer(x), final
+
+  def features(self, tokens, initial_state=None, training=False):
+    """tokens [B, T] int -> (top LSTM outputs [B, T, units], final state):
+    what the logits read (a value head reads them too)."""
     x = tf.one_hot(tf.cast(tokens, tf.int32), NUM_CLASSES)
     final = []
     for i, lstm in enumerate(self.lstm_layers):
       init = None if initial_state is None else list(initial_state[2 * i:2 * i + 2])
       x, h, c = lstm(x, initial_state=init, training=training)
       final.extend([h, c])
-    return self.logits_layer(x), tuple(final)
+    return x, tuple(final)
 
   # -- single step -------------------------------------------------------------
   def step(self, tokens, state):

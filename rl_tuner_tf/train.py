@@ -31,6 +31,9 @@ resumable runs (rl_tuner_tf/grid.py), in <output_dir>/<point>/<algorithm>/
 ``--parallel_runs=N`` at once on local Ray, or on a Ray cluster with
 ``--ray_address``. The evaluation then gives each statistic as mean +- 95 %
 confidence interval over seeds.
+ppo and rloo are on-policy tuners of the same KL-regularised objective
+(on_policy_tuning.py, docs/policy_gradient.md); their settings are the --pg_*
+flags, --gae_lambda and --rloo_k.
 """
 import csv
 import dataclasses
@@ -64,7 +67,8 @@ FLAGS = flags.FLAGS
 _DEFAULTS = tuning.TuningConfig()
 
 flags.DEFINE_list("algorithm", ["q"],
-                  "Algorithms to tune, comma-separated: q, psi, g, rl_only.")
+                  "Algorithms to tune, comma-separated: q, psi, g, rl_only "
+                  "(off-policy, the paper's), ppo, rloo (on-policy).")
 flags.DEFINE_enum("preset", presets.DEFAULT_PRESET, list(presets.PRESETS),
                   "paper: the paper's text; magenta: what the original code "
                   "ran (rl_tuner_tf/presets.py). Flags given override it.")
@@ -137,6 +141,19 @@ flags.DEFINE_integer("parallel_runs", 1,
                      "pip install -e '.[cluster]').")
 flags.DEFINE_string("ray_address", None,
                     "Run the grid on this Ray cluster (e.g. ray://head:10001).")
+flags.DEFINE_integer("pg_num_compositions", _DEFAULTS.pg_num_compositions,
+                     "ppo/rloo: whole compositions composed per iteration.")
+flags.DEFINE_float("pg_learning_rate", _DEFAULTS.pg_learning_rate,
+                   "ppo/rloo: Adam learning rate.")
+flags.DEFINE_integer("pg_epochs", _DEFAULTS.pg_epochs,
+                     "ppo/rloo: passes over each batch of compositions.")
+flags.DEFINE_integer("pg_minibatches", _DEFAULTS.pg_minibatches,
+                     "ppo/rloo: minibatches (Adam steps) per pass.")
+flags.DEFINE_float("pg_clip", _DEFAULTS.pg_clip,
+                   "ppo/rloo: clip range epsilon of the probability ratio.")
+flags.DEFINE_float("gae_lambda", _DEFAULTS.gae_lambda, "ppo: GAE lambda.")
+flags.DEFINE_integer("rloo_k", _DEFAULTS.rloo_k,
+                     "rloo: compositions per primer (leave-one-out baseline).")
 flags.DEFINE_string("note_rnn_checkpoint", note_rnn.SHIPPED_CHECKPOINT_DIR,
                     "Note RNN checkpoint directory (default: the shipped one).")
 flags.DEFINE_string("primer_midi", None,
@@ -279,7 +296,7 @@ def _round_up(value, multiple):
 
 def periods(config):
   """(log, checkpoint, figure2) periods in notes, multiples of an iteration."""
-  b = config.num_compositions
+  b = config.notes_per_iteration()
   default = {"log": config.num_notes // 50, "checkpoint": config.num_notes // 10,
              "figure2": config.num_notes // 10}
   chosen = {"log": FLAGS.log_every_notes,
@@ -453,7 +470,7 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
     log(f"[{tag}] already tuned: {model_dir}")
     return model_dir
 
-  tuner = tuning.Tuner(config, source_model, primer=primer)
+  tuner = tuning.make_tuner(config, source_model, primer=primer)
   manager = tf.train.CheckpointManager(
       tuner.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=1)
   if manager.latest_checkpoint:
@@ -470,13 +487,11 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
   _write_figure2(figure2_path, figure2_rows)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
 
-  b = config.num_compositions
+  b = tuner.notes_per_iteration
   notes = start_notes
   started = time.time()
   window = (started, notes)  # the rate is measured since the last log line
-  log(f"[{tag}] tuning {config.num_notes:,} notes: {b} compositions in "
-      f"parallel, {config.updates_per_iteration()} updates of "
-      f"{config.update_batch_size()} transitions per {b} notes; "
+  log(f"[{tag}] tuning {config.num_notes:,} notes: {config.schedule()}; "
       f"output {run_dir}")
   while notes < config.num_notes:
     next_stop = min([config.num_notes] +
@@ -490,7 +505,8 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
           f"{tuner.num_notes_composed:,} (update {tuner.num_updates:,}); "
           f"stopping. The last good checkpoint is kept: "
           f"{manager.latest_checkpoint or 'none was written yet'}. Try a "
-          "lower --learning_rate or a larger --c.")
+          "lower --learning_rate (ppo, rloo: --pg_learning_rate) or a "
+          "larger --c.")
     notes = tuner.num_notes_composed
     if notes % every["log"] == 0 or notes >= config.num_notes:
       now = time.time()
@@ -503,6 +519,8 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
           f"updates {tuner.num_updates:,} | loss {stats.get('loss', float('nan')):.3f} | "
           f"log p {stats['log_p']:.3f} | r_MT {stats['r_mt']:.3f} | "
           + (f"epsilon {stats['epsilon']:.3f} | " if "epsilon" in stats else "")
+          + (f"objective {stats['objective']:.1f} | "
+             if "objective" in stats else "")
           + f"ETA {_format_seconds(eta)}")
       with writer.as_default(step=notes):
         for key, value in stats.items():

@@ -40,7 +40,9 @@ from tf_agents.drivers import dynamic_step_driver
 from tf_agents.replay_buffers import tf_uniform_replay_buffer
 
 from rl_tuner_tf import melody_environment
+from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
+from rl_tuner_tf import on_policy_tuning
 from rl_tuner_tf.agents import exploration
 from rl_tuner_tf.agents import rl_tuner_agent
 from rl_tuner_tf.agents import targets
@@ -61,7 +63,7 @@ class ConfigError(ValueError):
 class TuningConfig:
   """Hyperparameters. Defaults are the paper's; the original code's values,
   where they differ, are noted (reference section 3-5)."""
-  algorithm: str = "q"                # q | psi | g | rl_only
+  algorithm: str = "q"                # q | psi | g | rl_only | ppo | rloo
   num_notes: int = 1_000_000          # notes composed (training steps)
   c: float = 0.5                      # Eq. 3; original reward_scaler 0.1 = c 10
   gamma: float = 0.5                  # original library default 0.95
@@ -88,6 +90,36 @@ class TuningConfig:
   g_updates_prior: bool = False       # G's target trains the Reward RNN (original)
   boltzmann_store_argmax: bool = False  # Boltzmann: replay stores the argmax (original)
   figure2_r_mt: str = "mean"          # Figure 2's r_MT: "mean" per note; "last_note" (original)
+  # On-policy tuners (ppo, rloo; on_policy_tuning.py), not from the paper:
+  # sensible defaults of their own literature (PPO, TRL's PPO / RLOO).
+  pg_num_compositions: int = 250      # B whole compositions per iteration
+  pg_learning_rate: float = 3e-4      # Adam
+  pg_epochs: int = 4                  # passes over each batch
+  pg_minibatches: int = 5             # Adam steps per pass
+  pg_clip: float = 0.2                # PPO's epsilon (PG-5), also RLOO's
+  gae_lambda: float = 0.95            # PPO's GAE lambda (PG-4)
+  rloo_k: int = 5                     # RLOO compositions per primer (PG-7)
+
+  @property
+  def on_policy(self):
+    return self.algorithm in melody_policy.ON_POLICY_ALGORITHMS
+
+  def notes_per_iteration(self):
+    """Notes one ``run`` iteration composes (train.py's period unit)."""
+    if self.on_policy:
+      return self.pg_num_compositions * self.num_notes_in_melody
+    return self.num_compositions
+
+  def schedule(self):
+    """One line: what an iteration does (train.py prints it)."""
+    if self.on_policy:
+      return (f"{self.pg_num_compositions} whole compositions "
+              f"({self.notes_per_iteration()} notes) per iteration, then "
+              f"{self.pg_epochs} epochs x {self.pg_minibatches} minibatches")
+    return (f"{self.num_compositions} compositions in parallel, "
+            f"{self.updates_per_iteration()} updates of "
+            f"{self.update_batch_size()} transitions per "
+            f"{self.num_compositions} notes")
 
   def resolved_exploration_period(self):
     if self.exploration_period is None:
@@ -127,7 +159,13 @@ class TuningConfig:
       value = getattr(self, name)
       check(isinstance(value, int) and value > 0, name,
             "must be a positive integer")
-    for name in ("c", "learning_rate", "boltzmann_temperature"):
+    for name in ("pg_num_compositions", "pg_epochs", "pg_minibatches",
+                 "rloo_k"):
+      value = getattr(self, name)
+      check(isinstance(value, int) and value > 0, name,
+            "must be a positive integer")
+    for name in ("c", "learning_rate", "boltzmann_temperature",
+                 "pg_learning_rate", "pg_clip"):
       value = getattr(self, name)
       check(math.isfinite(value) and value > 0, name, "must be > 0")
     check(0.0 <= self.gamma <= 1.0, "gamma", "must be in [0, 1]")
@@ -144,6 +182,10 @@ class TuningConfig:
           "must be in [0, 37]")
     check(0.0 <= self.terminal_discount <= 1.0, "terminal_discount",
           "must be in [0, 1]")
+    check(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", "must be in [0, 1]")
+    if self.on_policy:
+      self._validate_on_policy(check)
+      return
     check(self.num_compositions % (self.train_every_n_notes *
                                    self.minibatches_per_update) == 0,
           "num_compositions",
@@ -155,6 +197,30 @@ class TuningConfig:
     check(self.replay_capacity >= 2 * self.num_compositions, "replay_capacity",
           f"must hold at least two notes per composition "
           f"({2 * self.num_compositions})")
+
+  def _validate_on_policy(self, check):
+    b = self.pg_num_compositions
+    check(b % self.pg_minibatches == 0, "pg_minibatches",
+          f"must divide pg_num_compositions ({b})")
+    if self.algorithm == "rloo":
+      check(self.rloo_k >= 2, "rloo_k", "must be >= 2 (a leave-one-out "
+            "baseline needs another sample)")
+      check(b % self.rloo_k == 0, "pg_num_compositions",
+            f"must be a multiple of rloo_k ({self.rloo_k})")
+    check(self.num_notes % self.notes_per_iteration() == 0, "num_notes",
+          f"must be a multiple of pg_num_compositions x num_notes_in_melody "
+          f"({self.notes_per_iteration()}): an iteration composes whole "
+          "compositions")
+
+
+def make_tuner(config, note_rnn_model, primer=None, reward_weights=None):
+  """The tuner of ``config.algorithm``: Tuner (q, psi, g, rl_only) or
+  on_policy_tuning.OnPolicyTuner (ppo, rloo); the same public surface."""
+  config.validate()
+  if config.on_policy:
+    return on_policy_tuning.OnPolicyTuner(config, note_rnn_model, primer,
+                                          reward_weights)
+  return Tuner(config, note_rnn_model, primer, reward_weights)
 
 
 def copy_network(source, name):

@@ -30,7 +30,7 @@ from tf_agents.trajectories import policy_step
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
 
-SAMPLED_KINDS = ("psi", "g")
+SAMPLED_KINDS = ("psi", "g", "ppo", "rloo")
 
 
 def default_greedy(kind):

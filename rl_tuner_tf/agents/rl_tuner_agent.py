@@ -52,6 +52,9 @@ class RLTunerAgent(tf_agent.TFAgent):
                seed=0, train_step_counter=None, prior_network=None,
                name="rl_tuner_agent"):
     melody_policy.check_algorithm(algorithm)
+    if algorithm not in melody_policy.OFF_POLICY_ALGORITHMS:
+      raise ValueError(f"RLTunerAgent trains {melody_policy.OFF_POLICY_ALGORITHMS}"
+                       f", not {algorithm!r} (see on_policy_tuning.py)")
     if exploration_mode not in exploration.MODES:
       raise ValueError(f"unknown exploration {exploration_mode!r}; expected "
                        f"one of {exploration.MODES}")

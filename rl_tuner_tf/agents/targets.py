@@ -54,6 +54,8 @@ def bootstrapped_target(algorithm, reward, discount, gamma, next_target_values,
     return g_target(reward, discount, gamma, next_target_values,
                     next_reward_logits)
   check_algorithm(algorithm)  # raises: not one of ALGORITHMS
+  raise ValueError(f"{algorithm!r} is an on-policy tuner: it has no "
+                   "bootstrapped target (see agents/policy_gradient.py)")
 
 
 def includes_log_p_in_reward(algorithm):

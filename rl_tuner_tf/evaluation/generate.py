@@ -11,6 +11,8 @@ Reward RNN (the Note RNN) is recorded with it.
 
 All 32 steps run in one ``tf.function`` (a graph loop); batches of melodies
 are drawn with stateless random ops, so a seed gives the same melodies.
+The log pi(a|s) of each note under the sampling policy is recorded too
+(``return_log_pi``): the KL-regularised objective needs it (objective.py).
 """
 import weakref
 
@@ -42,6 +44,7 @@ def _build_sampler(kind, q_network, reward_rnn, num_notes, prime_classes):
     q_state = q_network.zero_state(batch_size) if uses_q else ()
     tokens = tf.TensorArray(tf.int32, size=num_notes)
     log_ps = tf.TensorArray(tf.float32, size=num_notes)
+    log_pis = tf.TensorArray(tf.float32, size=num_notes)
     for t in tf.range(num_notes):
       reward_logits, reward_state = reward_rnn.step(previous, reward_state)
       if uses_q:
@@ -53,10 +56,14 @@ def _build_sampler(kind, q_network, reward_rnn, num_notes, prime_classes):
           logits, 1, seeds[t + 1], dtype=tf.int32)[:, 0]
       log_p = tf.gather(tf.nn.log_softmax(reward_logits, axis=-1), action,
                         axis=1, batch_dims=1)
+      log_pi = tf.gather(tf.nn.log_softmax(logits, axis=-1), action, axis=1,
+                         batch_dims=1)
       tokens = tokens.write(t, action)
       log_ps = log_ps.write(t, log_p)
+      log_pis = log_pis.write(t, log_pi)
       previous = action
-    return tf.transpose(tokens.stack()), tf.transpose(log_ps.stack())
+    return (tf.transpose(tokens.stack()), tf.transpose(log_ps.stack()),
+            tf.transpose(log_pis.stack()))
 
   return sample
 
@@ -76,14 +83,15 @@ def _sampler(kind, q_network, reward_rnn, num_notes, prime_classes):
 
 def generate_melodies(kind, q_network, reward_rnn, num_melodies, seed,
                       num_notes=32, batch_size=DEFAULT_BATCH_SIZE,
-                      prime_all_classes=False):
+                      prime_all_classes=False, return_log_pi=False):
   """Samples melodies from a model's policy.
 
   kind: "note_rnn", "q", "psi", "g" or "rl_only".
   q_network: the trained Q / Psi / G network (a NoteRNN; ignored and may be
     None for "note_rnn"). reward_rnn: the frozen Note RNN.
   Returns (tokens np.int32 [N, num_notes], log_p np.float32 [N, num_notes]):
-  the notes and their log p(a|s) under reward_rnn.
+  the notes and their log p(a|s) under reward_rnn; with return_log_pi also
+  log pi(a|s) [N, num_notes] under the policy they were sampled from.
   """
   melody_policy.check_model_kind(kind)
   if kind != "note_rnn" and q_network is None:
@@ -96,16 +104,20 @@ def generate_melodies(kind, q_network, reward_rnn, num_melodies, seed,
                    else ORIGINAL_PRIME_CLASSES)
   fn = _sampler(kind, q_network if kind != "note_rnn" else None, reward_rnn,
                 int(num_notes), prime_classes)
-  tokens, log_ps = [], []
+  tokens, log_ps, log_pis = [], [], []
   for i, start in enumerate(range(0, int(num_melodies), int(batch_size))):
     n = min(int(batch_size), int(num_melodies) - start)
     # One stateless seed per batch: (seed, batch index).
-    t, lp = fn(tf.constant(n, tf.int32),
-               tf.constant([int(seed) % (2**31 - 1), i], tf.int32))
+    t, lp, lpi = fn(tf.constant(n, tf.int32),
+                    tf.constant([int(seed) % (2**31 - 1), i], tf.int32))
     tokens.append(t.numpy())
     log_ps.append(lp.numpy())
-  return (np.concatenate(tokens).astype(np.int32),
-          np.concatenate(log_ps).astype(np.float32))
+    log_pis.append(lpi.numpy())
+  out = (np.concatenate(tokens).astype(np.int32),
+         np.concatenate(log_ps).astype(np.float32))
+  if return_log_pi:
+    out += (np.concatenate(log_pis).astype(np.float32),)
+  return out
 
 
 def figure2_point(kind, q_network, reward_rnn, num_melodies=100, seed=0,

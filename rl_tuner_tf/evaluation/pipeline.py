@@ -8,9 +8,14 @@ then <output_dir>/table1.md and the HTML report. A run holding several seeds
 (or a c / gamma grid) also gets <output_dir>/table1.json: every statistic as
 mean +- 95 % confidence interval over seeds with the per-seed values
 (evaluation/seeds.py), and a c sweep its table and plot.
+Every model also gets the KL-regularised objective (objective.py) with its
+95 % CI, at the c of its run (tuned.json's config), the Note RNN at the c its
+run's tuned models share; ``objective_c`` overrides both; else
+objective.DEFAULT_C.
 """
 import glob
 import json
+import math
 import os
 import time
 
@@ -20,6 +25,7 @@ import numpy as np
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf.evaluation import generate
+from rl_tuner_tf.evaluation import objective
 from rl_tuner_tf.evaluation import report
 from rl_tuner_tf.evaluation import samples
 from rl_tuner_tf.evaluation import seeds
@@ -106,29 +112,58 @@ def common_token_reading(models):
   return readings.pop() if readings else "paper"
 
 
+def run_c(tuned_model_dir):
+  """The c a tuned model was trained with (tuned.json), or None."""
+  with open(os.path.join(tuned_model_dir, melody_policy.TUNED_CONFIG)) as f:
+    c = (json.load(f).get("config") or {}).get("c")
+  return float(c) if isinstance(c, (int, float)) else None
+
+
+def objective_cs(note_rnn_checkpoint, tuned_model_dirs, objective_c=None):
+  """[c per model of load_models(...)], in its order: objective_c if given,
+  else each tuned model's own c, the Note RNN the c its tuned models share,
+  else objective.DEFAULT_C."""
+  if objective_c is not None:
+    n = len(tuned_model_dirs) + (1 if note_rnn_checkpoint else 0)
+    return [float(objective_c)] * n
+  tuned = [run_c(d) for d in tuned_model_dirs]
+  shared = {c for c in tuned if c is not None}
+  note = shared.pop() if len(shared) == 1 else objective.DEFAULT_C
+  tuned = [objective.DEFAULT_C if c is None else c for c in tuned]
+  return ([note] if note_rnn_checkpoint else []) + tuned
+
+
 def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
                     batch_size=generate.DEFAULT_BATCH_SIZE, num_notes=32,
                     num_samples=5, prime_all_classes=False, token_reading=None,
-                    log=print):
+                    log=print, objective_c=None):
   """Generates, scores and writes each model; returns {name: stats}.
 
   token_reading: how the rules read tokens 0/1 for every model; None: each
   tuned model's own (from its run's settings), and theirs for the Note RNN.
+  objective_c: c of the KL-regularised objective: one number, or a list
+  (one per model); None: objective.DEFAULT_C.
   """
   if token_reading is not None:
     reading_lib.check_reading(token_reading)
   default_reading = token_reading or common_token_reading(models)
+  if objective_c is None or isinstance(objective_c, (int, float)):
+    objective_c = [objective_c or objective.DEFAULT_C] * len(models)
   results = {}
-  for name, kind, q_network, reward_rnn, settings in models:
+  for (name, kind, q_network, reward_rnn, settings), c in zip(models,
+                                                               objective_c):
     reading = token_reading or settings.get("token_reading", default_reading)
     model_dir = os.path.join(output_dir, name)
     os.makedirs(model_dir, exist_ok=True)
     start = time.time()
-    tokens, log_p = generate.generate_melodies(
+    tokens, log_p, log_pi = generate.generate_melodies(
         kind, q_network, reward_rnn, num_melodies, seed, num_notes=num_notes,
-        batch_size=batch_size, prime_all_classes=prime_all_classes)
+        batch_size=batch_size, prime_all_classes=prime_all_classes,
+        return_log_pi=True)
     generated = time.time()
     stats = table1.compute_table1(tokens, log_p, token_reading=reading)
+    stats["kl_objective"] = objective.kl_objective(tokens, log_p, log_pi, c,
+                                                   token_reading=reading)
     scored = time.time()
     stats.update({"model": name, "kind": kind, "seed": seed,
                   "run_settings": {k: settings[k] for k in seeds.RUN_KEYS
@@ -158,7 +193,7 @@ def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
         tuned_model_dirs=(), run_dir=None, output_dir=None,
         num_melodies=100000, seed=0, batch_size=generate.DEFAULT_BATCH_SIZE,
         num_notes=32, num_samples=5, prime_all_classes=False,
-        token_reading=None, log=print):
+        token_reading=None, log=print, objective_c=None):
   """The whole job -> (results {model: stats}, output_dir, report path).
 
   run_dir: a training run; when tuned_model_dirs is empty every tuned model
@@ -166,6 +201,9 @@ def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
   report (with the run's Figure 2) goes to <run_dir>/report.html.
   """
   check_settings(num_melodies, batch_size, num_notes, num_samples, run_dir)
+  if objective_c is not None and not (math.isfinite(objective_c) and
+                                      objective_c > 0):
+    raise SettingError(f"--objective_c must be > 0, got {objective_c}")
   tuned = list(tuned_model_dirs)
   if run_dir is not None and not tuned:
     tuned = find_tuned_models(run_dir)
@@ -177,6 +215,7 @@ def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
       models, output_dir, num_melodies=num_melodies, seed=seed,
       batch_size=batch_size, num_notes=num_notes, num_samples=num_samples,
       prime_all_classes=prime_all_classes, token_reading=token_reading,
-      log=log)
+      log=log,
+      objective_c=objective_cs(note_rnn_checkpoint, tuned, objective_c))
   report_path = report.write_report(run_dir or output_dir, eval_dir=output_dir)
   return results, output_dir, report_path

@@ -29,7 +29,7 @@ FIGURE2_QUANTITIES = (
 REPORT_FILENAME = "report.html"
 # Written by `python -m listening_study.analyze` (the Figure 3 study).
 LISTENING_SUMMARY = os.path.join("listening_study", "results", "summary.html")
-ALGORITHM_ORDER = ("note_rnn", "q", "psi", "g", "rl_only")
+ALGORITHM_ORDER = ("note_rnn", "q", "psi", "g", "rl_only", "ppo", "rloo")
 
 
 def _order(names):

@@ -30,7 +30,16 @@ RUN_KEYS = ("preset", "c", "gamma", "seed", "token_reading", "exploration",
 STATISTICS = tuple(key for key, _, _ in table1.ROWS)
 SWEEP_STATISTICS = ("notes_excessively_repeated", "notes_not_in_key",
                     "melodies_starting_with_tonic", "leaps_resolved",
-                    "notes_in_motif", "mean_log_p", "mean_r_mt")
+                    "notes_in_motif", "mean_log_p", "mean_r_mt",
+                    "kl_objective")
+
+
+def value_of(stats, key):
+  """A model's number for ``key`` (the objective: its mean over melodies)."""
+  value = stats.get(key)
+  if isinstance(value, dict):  # kl_objective
+    return value.get("mean")
+  return value
 
 
 def group_and_seed(name, stats):
@@ -74,7 +83,7 @@ def aggregate(results):
   for group, entry in groups.items():
     summary = {}
     for key in STATISTICS:
-      values = [results[m].get(key) for m in entry["models"]]
+      values = [value_of(results[m], key) for m in entry["models"]]
       mean, half = interval(values)
       summary[key] = {"mean": mean, "ci95": half,
                       "per_seed": {str(s): v for s, v in
@@ -87,6 +96,8 @@ def _cell(summary, style):
   mean, half = summary["mean"], summary["ci95"]
   if mean is None:
     return "n/a"
+  if style == "objective":
+    style = "float"
   if style == "percent":
     text = f"{100 * mean:.3g} %" if half is None else (
         f"{100 * mean:.3g} ± {100 * half:.2g} %")

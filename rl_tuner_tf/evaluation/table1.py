@@ -22,6 +22,7 @@ from rl_tuner_tf import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
+from rl_tuner_tf.evaluation import objective
 from rl_tuner_tf.rewards import autocorrelation
 from rl_tuner_tf.rewards import extremes
 from rl_tuner_tf.rewards import music_theory
@@ -45,6 +46,7 @@ ROWS = (
     ("notes_in_repeated_motif", "Notes in repeated motif", "percent"),
     ("mean_log_p", "Mean log p(a|s) under the Note RNN", "float"),
     ("mean_r_mt", "Mean r_MT per note", "float"),
+    ("kl_objective", "KL-regularised objective (95 % CI)", "objective"),
 )
 
 # The paper's Table 1 (reference section 7), as fractions.
@@ -182,6 +184,8 @@ def mean_music_theory_reward(melodies, weights=None, token_reading="paper",
 
 
 def _cell(value, style):
+  if style == "objective":
+    return objective.format_objective(value) if isinstance(value, dict) else "n/a"
   if value is None or (isinstance(value, float) and math.isnan(value)):
     return "n/a"
   if style == "percent":
@@ -198,7 +202,7 @@ def to_json_ready(stats):
   return stats
 
 
-MODEL_ORDER = ("note_rnn", "q", "psi", "g", "rl_only")
+MODEL_ORDER = ("note_rnn", "q", "psi", "g", "rl_only", "ppo", "rloo")
 
 
 def ordered(results):
@@ -230,10 +234,18 @@ def table_cells(results):
 
 def table_footnote(results):
   n = ", ".join(f"{m} {s.get('num_melodies')}" for m, s in ordered(results).items())
-  return (f"Melodies per model: {n} (paper: 100,000). Fractions of notes are "
+  text = (f"Melodies per model: {n} (paper: 100,000). Fractions of notes are "
           "over N x 32 notes, of melodies over N; leaps resolved = resolved / "
           "(resolved + doubled); autocorrelation averaged over melodies whose "
           "value is defined (not constant).")
+  cs = {m: s["kl_objective"]["c"] for m, s in ordered(results).items()
+        if isinstance(s.get("kl_objective"), dict)}
+  if cs:
+    text += (" KL-regularised objective: E[sum_t r_MT/c + log p(a|s) - "
+             "log pi(a|s)] per composition, pi the policy as sampled, mean "
+             "± 95 % CI half-width; c: " +
+             ", ".join(f"{m} {c:g}" for m, c in cs.items()) + ".")
+  return text
 
 
 def markdown_table(results):

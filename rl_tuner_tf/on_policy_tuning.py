@@ -1,0 +1,315 @@
+"""One on-policy run (PPO or RLOO), compiled into one graph like tuning.Tuner.
+
+  MelodyEnvironment (batched, include_log_p=False: reward r_MT/c)   melody_environment.py
+  policy network: a NoteRNN initialised from the Note RNN            (the "q_network")
+  PPO only: a value network (NoteRNN trunk from the Note RNN + a linear value head)
+  the math: agents/policy_gradient.py (PG-1 .. PG-7)
+
+An iteration composes B = ``pg_num_compositions`` whole compositions of T
+notes (B x T notes; RLOO: B / k primers, k compositions each) by sampling
+from the policy, then trains on them: the per-token KL-penalised rewards
+(PG-2, log p from the frozen Reward RNN, log pi from the policy that
+composed), advantages (PPO: GAE over the value network, PG-3/4; RLOO: leave-
+one-out, PG-7), whitened over the batch, then ``pg_epochs`` passes over the
+B compositions in ``pg_minibatches`` shuffled minibatches, each one Adam step
+on the clipped surrogate (PG-5; PPO adds the value loss PG-6 for the value
+network). Policy and value network are separate networks, each gradient
+clipped to ``gradient_clip_norm`` on its own, so the (large) value loss never
+takes the policy's share of the clipping budget; hence no value-loss
+coefficient (Adam is invariant to it).
+
+The public surface is tuning.Tuner's (train.py drives either through
+tuning.make_tuner). Everything that defines where a run is -- networks,
+optimizer, environment, random generator, counters -- is in ``checkpoint``;
+an iteration always ends with every composition finished, so a checkpoint
+never holds half a batch.
+"""
+from rl_tuner_tf import keras_setup  # noqa: F401
+import tensorflow as tf
+
+from rl_tuner_tf import melody_environment
+from rl_tuner_tf import note_rnn
+from rl_tuner_tf.agents import policies
+from rl_tuner_tf.agents import policy_gradient as pg
+
+
+def _copy(source, name):
+  model = note_rnn.NoteRNN(source.layer_sizes, name=name)
+  model.set_weights(source.get_weights())
+  return model
+
+
+class OnPolicyTuner:
+  """Environment, policy (and value) networks and the PPO / RLOO update."""
+
+  def __init__(self, config, note_rnn_model, primer=None, reward_weights=None):
+    config.validate()
+    if config.algorithm not in ("ppo", "rloo"):
+      raise ValueError(f"OnPolicyTuner runs ppo or rloo, not "
+                       f"{config.algorithm!r} (see tuning.make_tuner)")
+    self.config = config
+    self._ppo = config.algorithm == "ppo"
+    b = config.pg_num_compositions
+    tf.random.set_seed(config.seed)
+    self.q_network = _copy(note_rnn_model, "policy_network")
+    self.reward_rnn = _copy(note_rnn_model, "reward_rnn")
+    self.reward_rnn.trainable = False
+    self.env = melody_environment.MelodyEnvironment(
+        self.reward_rnn, b, c=config.c, include_log_p=False,
+        num_notes_in_melody=config.num_notes_in_melody,
+        random_note_max=config.random_note_max, primer=primer,
+        reward_weights=reward_weights,
+        terminal_discount=config.terminal_discount, seed=config.seed,
+        primer_group_size=1 if self._ppo else config.rloo_k,
+        token_reading=config.token_reading)
+    variables = list(self.q_network.trainable_variables)
+    if self._ppo:
+      self.value_network = _copy(note_rnn_model, "value_network")
+      self.value_head = tf.keras.layers.Dense(
+          1, kernel_initializer="zeros", name="value_head")
+      self.value_head.build([None, note_rnn_model.layer_sizes[-1]])
+      variables += self._value_variables()
+      # Returns run up to T notes of r_MT / c: the head predicts them in
+      # units of T / c, so a unit-sized output spans their range.
+      self._value_scale = config.num_notes_in_melody / config.c
+    self.optimizer = tf.keras.optimizers.Adam(config.pg_learning_rate)
+    self.optimizer.build(variables)
+    self.generator = tf.random.Generator.from_seed(config.seed + 1)
+    self.notes_composed = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                      name="notes_composed")
+    self.train_step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                  name="train_step")
+    self._stats = tf.Module(name="train_stats")
+    for name in ("loss", "value_loss", "clip_fraction", "updates",
+                 "objective", "kl", "compositions", "bad_loss"):
+      setattr(self._stats, name, tf.Variable(0.0, trainable=False, name=name))
+    self._stats.nonfinite = tf.Variable(False, trainable=False)
+    parts = dict(policy_network=self.q_network, optimizer=self.optimizer,
+                 environment=self.env.trackable, generator=self.generator,
+                 notes_composed=self.notes_composed, train_step=self.train_step)
+    if self._ppo:
+      parts.update(value_network=self.value_network, value_head=self.value_head)
+    self.checkpoint = tf.train.Checkpoint(**parts)
+    self._run_fn = tf.function(self._run, autograph=False)
+
+  def _value_variables(self):
+    """The value network's LSTM (its copied logits layer is unused) + head."""
+    return ([v for layer in self.value_network.lstm_layers
+             for v in layer.trainable_variables] +
+            self.value_head.trainable_variables)
+
+  # -- the compiled loop ----------------------------------------------------------
+  def _values(self, inputs, initial_state):
+    """V(s_t) [b, T] of the value network over compositions."""
+    features, _ = self.value_network.features(inputs, initial_state)
+    return self.value_head(features)[..., 0] * self._value_scale
+
+  def _rollout(self):
+    """Composes B whole compositions with the current policy.
+
+    -> dict of [B, T] tensors: inputs (the note each step reads), actions,
+    r (r_MT/c), log_p, log_pi_old; and the primed LSTM states of the
+    networks (policy_state, value_state).
+    """
+    cfg = self.config
+    b, t_max = cfg.pg_num_compositions, cfg.num_notes_in_melody
+    first = self.env.reset()  # new compositions (the primer is drawn here)
+    with tf.control_dependencies(tf.nest.flatten(first)):
+      policy_state = melody_environment.primed_state(
+          self.q_network, self.env.primer, b)
+      value_state = (melody_environment.primed_state(
+          self.value_network, self.env.primer, b) if self._ppo else ())
+    arrays = {k: tf.TensorArray(tf.int32 if k in ("inputs", "actions")
+                                else tf.float32, size=t_max)
+              for k in ("inputs", "actions", "r", "log_p", "log_pi_old")}
+
+    def body(t, note, reward_logits, state, arrays):
+      logits, new_state = self.q_network.step(note, state)
+      action = policies.sample_from_logits(self.generator, logits)
+      log_pi = tf.gather(tf.nn.log_softmax(logits), action, axis=1,
+                         batch_dims=1)
+      log_p = tf.gather(tf.nn.log_softmax(reward_logits), action, axis=1,
+                        batch_dims=1)
+      step = self.env.step(action)  # reward r_MT / c (include_log_p=False)
+      arrays = dict(arrays)
+      for k, v in (("inputs", note), ("actions", action), ("r", step.reward),
+                   ("log_p", log_p), ("log_pi_old", log_pi)):
+        arrays[k] = arrays[k].write(t, v)
+      return (t + 1, step.observation["note"],
+              step.observation["reward_logits"], new_state, arrays)
+
+    _, _, _, _, arrays = tf.while_loop(
+        lambda t, *_: t < t_max, body,
+        [tf.constant(0), first.observation["note"],
+         first.observation["reward_logits"], policy_state, arrays],
+        parallel_iterations=1)
+    batch = {k: tf.transpose(a.stack()) for k, a in arrays.items()}
+    batch["policy_state"] = policy_state
+    batch["value_state"] = value_state
+    return batch
+
+  def _advantages(self, batch):
+    """-> (per-token advantages [B, T], value targets or None, returns [B])."""
+    cfg = self.config
+    rewards = pg.kl_penalised_rewards(batch["r"], batch["log_p"],
+                                      batch["log_pi_old"])          # PG-2
+    total = tf.reduce_sum(rewards, axis=1)
+    if self._ppo:
+      values = self._values(batch["inputs"], batch["value_state"])
+      advantages, returns = pg.gae(rewards, values, gamma=1.0,
+                                   lam=cfg.gae_lambda)              # PG-3/4
+    else:
+      per_composition = pg.leave_one_out_advantages(total, cfg.rloo_k)  # PG-7
+      advantages = tf.tile(per_composition[:, None],
+                           [1, cfg.num_notes_in_melody])
+      returns = None
+    return pg.whiten(advantages), returns, total
+
+  def _update(self, batch, advantages, returns, index):
+    """One Adam step on the compositions ``index``; returns the losses."""
+    cfg = self.config
+    take = lambda x: tf.gather(x, index)
+    inputs = take(batch["inputs"])
+    with tf.GradientTape() as tape:
+      logits, _ = self.q_network(inputs, initial_state=tuple(
+          take(s) for s in batch["policy_state"]))
+      log_pi = tf.gather(tf.nn.log_softmax(logits), take(batch["actions"]),
+                         axis=2, batch_dims=2)
+      loss, clip_fraction = pg.clipped_surrogate_loss(
+          log_pi, take(batch["log_pi_old"]), take(advantages), cfg.pg_clip)
+      total_loss = loss
+      v_loss = tf.constant(0.0)
+      if self._ppo:
+        values = self._values(inputs, tuple(take(s)
+                                            for s in batch["value_state"]))
+        v_loss = pg.value_loss(values, take(returns))              # PG-6
+        total_loss = loss + v_loss
+    policy_vars = self.q_network.trainable_variables
+    value_vars = self._value_variables() if self._ppo else []
+    grads = tape.gradient(total_loss, policy_vars + value_vars)
+    groups = [grads[:len(policy_vars)]]
+    if value_vars:
+      groups.append(grads[len(policy_vars):])
+    if cfg.gradient_clip_norm > 0:
+      groups = [tf.clip_by_global_norm(g, cfg.gradient_clip_norm)[0]
+                for g in groups]
+    grads = [g for group in groups for g in group]
+    finite = tf.logical_and(tf.math.is_finite(loss),
+                            tf.math.is_finite(v_loss))
+
+    def apply():
+      with tf.control_dependencies([self.optimizer.apply_gradients(
+          zip(grads, policy_vars + value_vars))]):
+        return self.train_step.assign_add(1)
+
+    def record_bad():
+      bad = tf.where(tf.math.is_finite(loss), v_loss, loss)
+      with tf.control_dependencies([self._stats.nonfinite.assign(True),
+                                    self._stats.bad_loss.assign(bad)]):
+        return tf.identity(self.train_step)
+
+    done = tf.cond(finite, apply, record_bad)
+    with tf.control_dependencies([done]):
+      return tf.identity(loss), tf.identity(v_loss), clip_fraction
+
+  def _train(self, batch):
+    cfg = self.config
+    b = cfg.pg_num_compositions
+    size = b // cfg.pg_minibatches
+    advantages, returns, total = self._advantages(batch)
+    kl = tf.reduce_mean(batch["log_pi_old"] - batch["log_p"])
+    stats = self._stats
+    ops = [stats.objective.assign_add(tf.reduce_sum(total)),
+           stats.kl.assign_add(kl * b),
+           stats.compositions.assign_add(float(b))]
+    num = cfg.pg_epochs * cfg.pg_minibatches
+
+    def body(i, order):
+      order = tf.cond(tf.equal(i % cfg.pg_minibatches, 0),
+                      lambda: tf.argsort(self.generator.uniform([b])),
+                      lambda: order)
+      start = (i % cfg.pg_minibatches) * size
+      loss, v_loss, clip_fraction = self._update(
+          batch, advantages, returns, order[start:start + size])
+      finite = tf.logical_not(stats.nonfinite)
+      with tf.control_dependencies([
+          stats.loss.assign_add(tf.where(finite, loss, 0.0)),
+          stats.value_loss.assign_add(tf.where(finite, v_loss, 0.0)),
+          stats.clip_fraction.assign_add(clip_fraction),
+          stats.updates.assign_add(1.0)]):
+        return i + 1, tf.identity(order)
+
+    with tf.control_dependencies(ops):
+      done = tf.while_loop(
+          lambda i, _: tf.logical_and(i < num,
+                                      tf.logical_not(stats.nonfinite)),
+          body, [tf.constant(0), tf.range(b)], parallel_iterations=1)
+    with tf.control_dependencies(tf.nest.flatten(done)):
+      return tf.constant(True)
+
+  def _iteration(self):
+    batch = self._rollout()
+    with tf.control_dependencies([self.notes_composed.assign_add(
+        self.notes_per_iteration)]):
+      return self._train(batch)
+
+  def _run(self, num_iterations):
+    def cond(i):
+      return tf.logical_and(i < num_iterations,
+                            tf.logical_not(self._stats.nonfinite))
+
+    def body(i):
+      with tf.control_dependencies([self._iteration()]):
+        return i + 1
+    return tf.while_loop(cond, body, [tf.constant(0)],
+                         parallel_iterations=1)[0]
+
+  # -- public (tuning.Tuner's surface) --------------------------------------------
+  @property
+  def notes_per_iteration(self):
+    return self.config.pg_num_compositions * self.config.num_notes_in_melody
+
+  def run(self, num_iterations):
+    """Composes and trains on num_iterations batches of B compositions.
+
+    Returns the number of iterations done (fewer if a loss was not finite;
+    then ``nonfinite_loss`` is set and no update used that loss).
+    """
+    return int(self._run_fn(tf.constant(int(num_iterations))))
+
+  @property
+  def nonfinite_loss(self):
+    if bool(self._stats.nonfinite.numpy()):
+      return float(self._stats.bad_loss.numpy())
+    return None
+
+  def read_and_reset_stats(self):
+    """Means since the last call: env stats (log_p, r_mt, rules per note),
+    loss, value_loss (PPO), clip_fraction, kl (per note, log pi - log p of
+    the notes composed), objective (PG-1 per composition, as composed)."""
+    stats = {k: float(v) for k, v in self.env.read_and_reset_stats().items()}
+    s = self._stats
+    updates = float(s.updates.numpy())
+    compositions = float(s.compositions.numpy())
+    if updates:
+      stats["loss"] = float(s.loss.numpy()) / updates
+      stats["clip_fraction"] = float(s.clip_fraction.numpy()) / updates
+      if self._ppo:
+        stats["value_loss"] = float(s.value_loss.numpy()) / updates
+    if compositions:
+      stats["objective"] = float(s.objective.numpy()) / compositions
+      stats["kl"] = float(s.kl.numpy()) / compositions
+    stats["updates"] = updates
+    for name in ("loss", "value_loss", "clip_fraction", "updates", "objective",
+                 "kl", "compositions"):
+      getattr(s, name).assign(0.0)
+    return stats
+
+  @property
+  def num_notes_composed(self):
+    return int(self.notes_composed.numpy())
+
+  @property
+  def num_updates(self):
+    return int(self.train_step.numpy())
+
