@@ -75,51 +75,6 @@ class NoteRNN(tf.keras.Model):
       new_state.extend([h, c])
     return self.logits_layer(x), tuple(new_state)
 
-  # -- fused sequence pass (the compiled training step) ------------------------
-  def sequence_logits(self, tokens):
-    """tokens [B, T] int -> logits [B, T, 38]: ``call`` from a zero state, the
-    same weights and math, arranged for XLA (train_note_rnn's training step).
-
-    Layer by layer, what does not depend on the previous step is one op over
-    all T steps: layer 0's input projection one_hot(x) W_x is a gather of
-    W_x's rows (exact), deeper layers' input projections and the read-out are
-    one matmul each; only h_{t-1} W_h and the gates (Keras' LSTMCell: order
-    i, f, c, o; sigmoid / tanh) stay in the T-step loop, a tf.while_loop with
-    a fixed trip count that XLA compiles into one loop. Equal to ``call`` up
-    to float rounding (tests/test_note_rnn_training.py).
-    """
-    tokens = tf.cast(tokens, tf.int32)
-    steps = tokens.shape[1]
-    if steps is None:
-      raise ValueError("sequence_logits needs a static number of steps")
-    batch = tf.shape(tokens)[0]
-    x = None  # [T, B, units] of the layer below
-    for i, lstm in enumerate(self.lstm_layers):
-      cell = lstm.cell
-      units = self.layer_sizes[i]
-      if i == 0:
-        projected = tf.gather(cell.kernel, tf.transpose(tokens)) + cell.bias
-      else:
-        projected = tf.einsum("tbu,uv->tbv", x, cell.kernel) + cell.bias
-      recurrent = cell.recurrent_kernel
-
-      def body(t, h, c, outputs, projected=projected, recurrent=recurrent):
-        z = projected[t] + tf.matmul(h, recurrent)
-        gate_i, gate_f, gate_g, gate_o = tf.split(z, 4, axis=-1)
-        c = tf.sigmoid(gate_f) * c + tf.sigmoid(gate_i) * tf.tanh(gate_g)
-        h = tf.sigmoid(gate_o) * tf.tanh(c)
-        return t + 1, h, c, outputs.write(t, h)
-
-      zeros = tf.zeros([batch, units], projected.dtype)
-      _, _, _, outputs = tf.while_loop(
-          lambda t, *_: t < steps, body,
-          (tf.constant(0), zeros, zeros,
-           tf.TensorArray(projected.dtype, size=steps)),
-          maximum_iterations=steps)
-      x = outputs.stack()
-    logits = tf.einsum("tbu,uv->btv", x, self.logits_layer.kernel)
-    return logits + self.logits_layer.bias
-
   def weight_decay_variables(self):
     """Weight matrices (not biases) that the L2 penalty applies to."""
     return [v for v in self.trainable_variables if "bias" not in v.name]

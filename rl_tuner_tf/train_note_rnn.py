@@ -128,19 +128,13 @@ def masked_sums(logits, targets, mask):
           tf.reduce_sum(mask))
 
 
-def sequence_loss(model, tokens, lengths, num_masked_steps, training=False,
-                  fused=False):
+def sequence_loss(model, tokens, lengths, num_masked_steps, training=False):
   """Mean masked next-token NLL of melodies tokens[B, T] (lengths[B]).
 
-  fused: the logits from NoteRNN.sequence_logits (same math, for the
-  compiled training step; needs a static T) instead of the Keras layers.
   Returns (mean NLL, (nll sum, correct, count)).
   """
   inputs, targets = tokens[:, :-1], tokens[:, 1:]
-  if fused:
-    logits = model.sequence_logits(inputs)
-  else:
-    logits, _ = model(inputs, training=training)
+  logits, _ = model(inputs, training=training)
   mask = loss_mask(lengths, tf.shape(targets)[1], num_masked_steps)
   nll_sum, correct, count = masked_sums(logits, targets, mask)
   return nll_sum / tf.maximum(count, 1.0), (nll_sum, correct, count)
@@ -191,12 +185,8 @@ def _manifest_counts(tfrecord_dir):
 class NoteRNNTrainer:
   """Model, optimizer, step counter, checkpoints and the compiled steps."""
 
-  def __init__(self, config, run_dir, jit_compile=True):
-    """jit_compile: the training step as one XLA program over the fused
-    sequence pass (NoteRNN.sequence_logits); False runs the Keras layers op
-    by op, as before (same math, different float rounding)."""
+  def __init__(self, config, run_dir):
     self.config = config.validate()
-    self.jit_compile = bool(jit_compile)
     self.run_dir = run_dir
     self.model = note_rnn.NoteRNN(config.layer_sizes)
     self.schedule = tf.keras.optimizers.schedules.ExponentialDecay(
@@ -215,8 +205,7 @@ class NoteRNNTrainer:
     window = config.window_length + 1
     self._train_step = tf.function(self._train_step_impl, input_signature=[
         tf.TensorSpec([config.batch_size, window], tf.int32),
-        tf.TensorSpec([config.batch_size], tf.int32)],
-                                   jit_compile=self.jit_compile)
+        tf.TensorSpec([config.batch_size], tf.int32)])
     self._eval_step = tf.function(self._eval_step_impl, input_signature=[
         tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)])
 
@@ -225,8 +214,7 @@ class NoteRNNTrainer:
     variables = self.model.trainable_variables
     with tf.GradientTape() as tape:
       nll, _ = sequence_loss(self.model, tokens, lengths,
-                             self.config.num_masked_steps, training=True,
-                             fused=self.jit_compile)
+                             self.config.num_masked_steps, training=True)
       loss = nll
       if self.config.l2_weight > 0:
         loss += l2_penalty(self.model, self.config.l2_weight)

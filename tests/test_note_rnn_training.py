@@ -72,37 +72,6 @@ def test_step_matches_sequence_call():
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("layer_sizes", [(12,), (12, 10)])
-def test_fused_sequence_logits_match_call(layer_sizes):
-  model = note_rnn.NoteRNN(layer_sizes)
-  tokens = tf.constant(np.random.default_rng(2).integers(0, 38, [3, 9]),
-                       tf.int32)
-  expected, _ = model(tokens)
-  fused = tf.function(model.sequence_logits, jit_compile=True)(tokens)
-  np.testing.assert_allclose(fused, expected, atol=1e-5)
-  np.testing.assert_allclose(model.sequence_logits(tokens), expected,
-                             atol=1e-5)
-
-
-def test_compiled_training_step_matches_keras_step(tmp_path):
-  config = _tiny_config(layer_sizes=(16, 12))
-  tokens = tf.constant(np.random.default_rng(3).integers(
-      0, 38, [8, 17]), tf.int32)
-  lengths = tf.constant([17, 17, 12, 17, 9, 17, 17, 17], tf.int32)
-  tf.random.set_seed(0)
-  keras_trainer = tnr.NoteRNNTrainer(config, str(tmp_path / "a"),
-                                     jit_compile=False)
-  compiled = tnr.NoteRNNTrainer(config, str(tmp_path / "b"), jit_compile=True)
-  compiled.model.set_weights(keras_trainer.model.get_weights())
-  for _ in range(5):
-    expected = keras_trainer._train_step(tokens, lengths)  # pylint: disable=protected-access
-    loss = compiled._train_step(tokens, lengths)  # pylint: disable=protected-access
-    np.testing.assert_allclose(loss, expected, rtol=1e-5)
-  for a, b in zip(keras_trainer.model.get_weights(),
-                  compiled.model.get_weights()):
-    np.testing.assert_allclose(a, b, atol=1e-5)
-
-
 # -- loss masking --------------------------------------------------------------
 def test_loss_mask_skips_first_steps_and_padding():
   mask = tnr.loss_mask(tf.constant([12, 5]), 11, 8).numpy()
