@@ -6,11 +6,29 @@ TensorFlow >= 2.16, ``tf.keras`` is Keras 3 unless the environment variable
 (TensorFlow resolves ``tf.keras`` lazily, so importing ``tensorflow`` earlier is
 fine).  Every entry point of this project (``rl_tuner_tf``, ``data_pipeline``,
 ``export``, tests) imports this module first.
+
+It is also where the console is kept quiet (``quiet_startup``): TensorFlow's
+C++ start-up lines, its CUDA probing errors on machines without a GPU driver
+and gym's deprecation banner are filtered before TensorFlow and gym are
+imported, unless ``--verbose`` is on the command line, RL_TUNER_TF_VERBOSE=1
+is set, or the user set TF_CPP_MIN_LOG_LEVEL themselves.
 """
+import contextlib
 import os
+import re
 import sys
+import tempfile
 
 _VAR = "TF_USE_LEGACY_KERAS"
+VERBOSE_ENV = "RL_TUNER_TF_VERBOSE"
+# Lines TensorFlow's C++ side writes to stderr while it loads and probes for
+# GPUs, before TF_CPP_MIN_LOG_LEVEL applies (absl logs them pre-init).
+_STARTUP_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|cudart_stub\.cc|"
+    r"cpu_feature_guard\.cc|To enable the following instructions|"
+    r"cuda_platform\.cc|failed call to cuInit|cuda_diagnostics|cuda_executor|"
+    r"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|"
+    r"computation placer already registered|oneDNN custom operations")
 
 
 def ensure_legacy_keras():
@@ -49,4 +67,67 @@ def ensure_legacy_keras():
       tf.__path__ = [legacy_dir] + [p for p in paths if p != legacy_dir]
 
 
+def verbose_requested(argv=None):
+  """--verbose[=true|1] on the command line, or RL_TUNER_TF_VERBOSE=1."""
+  env = os.environ.get(VERBOSE_ENV, "").strip().lower()
+  if env:
+    return env not in ("0", "false", "no")
+  for arg in (sys.argv if argv is None else argv)[1:]:
+    if arg in ("--verbose", "--verbose=true", "--verbose=True", "--verbose=1"):
+      return True
+  return False
+
+
+@contextlib.contextmanager
+def _filtered_stderr():
+  """Captures file descriptor 2 (C++ writes too); passes on all but _STARTUP_NOISE."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      lines = captured.read().decode("utf-8", "replace").splitlines(True)
+      kept = "".join(l for l in lines if not _STARTUP_NOISE.search(l))
+      if kept:
+        os.write(2, kept.encode("utf-8"))
+
+
+def _silence_gym_notice():
+  """gym prints gym_notices' banner for its version at import; drop that entry."""
+  try:
+    from importlib import metadata  # pylint: disable=g-import-not-at-top
+    version = metadata.version("gym")
+    import gym_notices.notices  # pylint: disable=g-import-not-at-top
+  except Exception:  # pylint: disable=broad-except  (no gym: nothing to do)
+    return
+  gym_notices.notices.notices.pop(version, None)
+
+
+def quiet_startup():
+  """Filters start-up noise at its sources; a no-op when verbose_requested().
+
+  TF_CPP_MIN_LOG_LEVEL=2 (unless set by the user: then nothing is filtered)
+  hides TensorFlow's C++ INFO and WARNING lines; the lines it writes before
+  that applies (library loading, the GPU probe) are filtered from stderr
+  while TensorFlow is imported and lists its GPUs; gym's banner is removed
+  from gym_notices before gym is imported.
+  """
+  if verbose_requested() or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    return
+  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  _silence_gym_notice()
+  if "tensorflow" in sys.modules:
+    return
+  with _filtered_stderr():
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.list_physical_devices("GPU")
+
+
+quiet_startup()
 ensure_legacy_keras()

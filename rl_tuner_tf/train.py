@@ -188,6 +188,11 @@ flags.DEFINE_integer("log_every_notes", None,
 flags.DEFINE_integer("report_melodies", 100000,
                      "Melodies per model for the final evaluation report "
                      "(the paper's 100,000).")
+flags.DEFINE_bool("verbose", False,
+                  "Keep TensorFlow's start-up lines, CUDA probing errors, gym's "
+                  "banner and deprecation warnings on stderr (default: only this "
+                  "job's progress; also RL_TUNER_TF_VERBOSE=1; see "
+                  "rl_tuner_tf/keras_setup.py).")
 flags.DEFINE_bool("report", True,
                   "Write the evaluation report when all algorithms are done.")
 
@@ -572,7 +577,13 @@ def evaluate_and_report(output_dir, num_melodies, seed, log=print):
 
 
 def main(argv):
-  logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown progress
+  if FLAGS.verbose:
+    os.environ[keras_setup.VERBOSE_ENV] = "1"  # the evaluation subprocess too
+    logging.set_verbosity(logging.WARNING)
+  else:
+    # Deprecation warnings from TF-Agents' internals are not the user's business.
+    logging.set_verbosity(logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   algorithms = [a.strip() for a in FLAGS.algorithm if a.strip()]
