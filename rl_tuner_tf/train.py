@@ -41,6 +41,9 @@ from rl_tuner_tf import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
+from data_pipeline import atomic_files
+from data_pipeline import run_lock
+from rl_tuner_tf import checkpointing
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
@@ -266,8 +269,7 @@ def _check_resume_config(path, settings):
           f"{os.path.dirname(path)!r} holds a run with other settings; "
           f"choose another --output_dir or restore them:\n  {lines}")
     return
-  with open(path, "w") as f:
-    json.dump(settings, f, indent=2)
+  atomic_files.write_json(path, settings)
 
 
 def _read_figure2(path):
@@ -278,12 +280,10 @@ def _read_figure2(path):
 
 
 def _write_figure2(path, rows):
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
+  with atomic_files.open_atomic(path, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=["step", "mean_log_p", "mean_r_mt"])
     writer.writeheader()
     writer.writerows(rows)
-  os.replace(tmp, path)
 
 
 def figure2_point(tuner, step):
@@ -299,8 +299,14 @@ def figure2_point(tuner, step):
 def tune(algorithm, source_model, run_dir, primer, log=print):
   """Trains one algorithm in run_dir (resuming if it holds a checkpoint).
 
-  Returns the directory of the saved tuned model.
+  Returns the directory of the saved tuned model. Raises
+  run_lock.RunLockedError when another process is tuning in run_dir.
   """
+  with run_lock.hold(run_dir, log=log):
+    return _tune_locked(algorithm, source_model, run_dir, primer, log)
+
+
+def _tune_locked(algorithm, source_model, run_dir, primer, log):
   config = config_from_flags(algorithm)
   config.validate()
   every = periods(config)
@@ -315,11 +321,13 @@ def tune(algorithm, source_model, run_dir, primer, log=print):
     return model_dir
 
   tuner = tuning.Tuner(config, source_model, primer=primer)
-  manager = tf.train.CheckpointManager(
-      tuner.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=1)
-  if manager.latest_checkpoint:
-    tuner.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-    log(f"[{algorithm}] resuming from {manager.latest_checkpoint} at note "
+  checkpoint_dir = os.path.join(run_dir, "checkpoints")
+  manager = checkpointing.manager(tuner.checkpoint, checkpoint_dir)
+  resumed = checkpointing.restore_latest(
+      tuner.checkpoint, checkpoint_dir, log=log,
+      check=lambda status: status.assert_consumed())
+  if resumed:
+    log(f"[{algorithm}] resuming from {resumed} at note "
         f"{tuner.num_notes_composed:,}")
   start_notes = tuner.num_notes_composed
   figure2_path = os.path.join(run_dir, "figure2.csv")
@@ -442,7 +450,8 @@ def main(argv):
       tune(algorithm, source, os.path.join(output_dir, algorithm), primer)
   except tuning.ConfigError as e:
     raise app.UsageError(str(e)) from e
-  except NonFiniteLossError as e:
+  except (NonFiniteLossError, checkpointing.NoReadableCheckpointError,
+          run_lock.RunLockedError, OSError, tf.errors.OpError) as e:
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(2)
   if FLAGS.report:
