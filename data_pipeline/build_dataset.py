@@ -345,6 +345,15 @@ def _define_flags():
 FLAGS = None  # absl flags, defined only when run as a program
 
 
+def _io_errors():
+  """OSError, and TensorFlow's I/O errors once it is loaded (a full disk
+  while writing shards). Evaluated only when an exception is raised."""
+  if "tensorflow" in sys.modules:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return (OSError, tf.errors.OpError)
+  return (OSError,)
+
+
 def main(argv):
   del argv
   flags_ = FLAGS
@@ -359,7 +368,7 @@ def main(argv):
                              num_workers=flags_.num_workers,
                              force=flags_.force,
                              file_timeout_s=flags_.file_timeout_s)
-  except (NoUsableMelodiesError, run_lock.RunLockedError, OSError) as e:
+  except (NoUsableMelodiesError, run_lock.RunLockedError) + _io_errors() as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(json.dumps({k: manifest[k] for k in (

@@ -135,9 +135,14 @@ def build_corpus_midi(midi_dir, manifest_path, num_workers=None, force=False,
   books = list_tunebooks(collections=collections)
   fp = _abc_fingerprint(books)
   if not force and os.path.exists(manifest_path):
-    with open(manifest_path) as f:
-      summary = json.load(f)
-    if summary.get("fingerprint") == fp and os.path.isdir(midi_dir):
+    try:
+      with open(manifest_path) as f:
+        summary = json.load(f)
+    except (OSError, ValueError) as e:  # damaged: rebuild
+      log(f"[corpus] {manifest_path} cannot be read ({e}); rebuilding")
+      summary = {}
+    if (isinstance(summary, dict) and summary.get("fingerprint") == fp
+        and os.path.isdir(midi_dir)):
       summary["cached"] = True
       return summary
 
