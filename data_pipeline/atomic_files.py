@@ -24,11 +24,31 @@ def partial_path(path):
   return os.path.join(directory, f".{name}{PARTIAL_TAG}{os.getpid()}")
 
 
+def _writer_alive(leftover):
+  """Is the process that names this partial still running (not us)?"""
+  try:
+    pid = int(leftover.rsplit(PARTIAL_TAG, 1)[1])
+  except (IndexError, ValueError):
+    return False
+  if pid == os.getpid():
+    return False
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
 def remove_stale_partials(path):
-  """Removes leftovers of killed writers of ``path`` (files or folders)."""
+  """Removes leftovers of killed writers of ``path`` (files or folders); a
+  partial of a writer that is still running is left alone."""
   directory, name = os.path.split(os.path.abspath(path))
   for leftover in glob.glob(os.path.join(glob.escape(directory),
                                          f".{glob.escape(name)}{PARTIAL_TAG}*")):
+    if _writer_alive(leftover):
+      continue
     if os.path.isdir(leftover) and not os.path.islink(leftover):
       shutil.rmtree(leftover, ignore_errors=True)
     else:
