@@ -20,6 +20,10 @@ _ROOT = flags.DEFINE_string(
     "root", None, "Output root (default: $RL_TUNER_TF_HOME, else generated/ "
     "beside the package, else ~/.cache/rl_tuner_tf).")
 _FORCE = flags.DEFINE_boolean("force", False, "Rebuild both stages.")
+_COLLECTIONS = flags.DEFINE_list(
+    "collections", list(corpus.COLLECTIONS),
+    "music21 collections to convert (a subset is for quick trials; give it "
+    "its own --root).")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", os.cpu_count() or 1,
                                     "Worker processes.", lower_bound=1)
 
@@ -29,8 +33,13 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   t0 = time.time()
   root = _ROOT.value or corpus.default_root()
+  unknown = sorted(set(_COLLECTIONS.value) - set(corpus.COLLECTIONS))
+  if unknown or not _COLLECTIONS.value:
+    raise app.UsageError(f"--collections: unknown {unknown}; choose from "
+                         f"{', '.join(corpus.COLLECTIONS)}")
   abc, manifest = corpus.build_default_corpus(
-      root=root, num_workers=_NUM_WORKERS.value, force=_FORCE.value)
+      root=root, num_workers=_NUM_WORKERS.value, force=_FORCE.value,
+      collections=tuple(_COLLECTIONS.value))
   splits = manifest["splits"]
   print(f"root:            {root}")
   print(f"tunes:           {abc['tunes']} in {abc['tunebooks']} ABC books")

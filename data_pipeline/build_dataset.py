@@ -29,6 +29,7 @@ import sys
 import time
 
 from data_pipeline import manifests
+from data_pipeline import run_lock
 from data_pipeline import melodies as melodies_lib
 
 PIPELINE_VERSION = 1
@@ -102,9 +103,10 @@ def split_of(relative_path, validation_percent):
 _WORKER = {}
 
 
-def _init_worker(midi_dir, melody_config):
+def _init_worker(midi_dir, melody_config, timeout_s=None):
   _WORKER["midi_dir"] = midi_dir
   _WORKER["config"] = melody_config
+  _WORKER["timeout_s"] = timeout_s
 
 
 def _work(relative_path):
@@ -112,7 +114,7 @@ def _work(relative_path):
   from data_pipeline import convert  # pylint: disable=g-import-not-at-top
   path = os.path.join(_WORKER["midi_dir"], relative_path)
   melodies, reason, detail, stats = convert.process_midi_file(
-      path, _WORKER["config"])
+      path, _WORKER["config"], timeout_s=_WORKER.get("timeout_s"))
   return relative_path, melodies, reason, detail, stats
 
 
@@ -125,7 +127,7 @@ def _pool_context():
 
 
 def _parse_all(midi_dir, relative_paths, melody_config, num_workers,
-               progress_every_s, log):
+               progress_every_s, log, timeout_s=None):
   """Yields worker results in completion order, logging progress."""
   total = len(relative_paths)
   start = last = time.time()
@@ -140,12 +142,12 @@ def _parse_all(midi_dir, relative_paths, melody_config, num_workers,
         + (f"{elapsed:.1f}s" if final else f"ETA {eta:.0f}s"))
 
   if num_workers <= 1 or total < 8:
-    _init_worker(midi_dir, melody_config)
+    _init_worker(midi_dir, melody_config, timeout_s)
     results = map(_work, relative_paths)
     pool = None
   else:
     pool = _pool_context().Pool(num_workers, initializer=_init_worker,
-                                initargs=(midi_dir, melody_config))
+                                initargs=(midi_dir, melody_config, timeout_s))
     chunk = max(1, min(32, total // (num_workers * 8)))
     results = pool.imap_unordered(_work, relative_paths, chunksize=chunk)
   try:
@@ -188,12 +190,15 @@ def _cache_valid(manifest, fp, output_dir):
 
 def build_dataset(midi_dir, output_dir, config=PipelineConfig(),
                   num_workers=None, force=False, progress_every_s=10.0,
-                  log=None):
+                  log=None, file_timeout_s=None):
   """Builds (or finds cached) TFRecords for every MIDI file under `midi_dir`.
 
   Returns the manifest dict (with "cached": True when nothing was rebuilt).
   Raises NoUsableMelodiesError naming `midi_dir` when no file yields a melody,
-  NotADirectoryError when `midi_dir` is not a directory.
+  NotADirectoryError when `midi_dir` is not a directory,
+  run_lock.RunLockedError when another process builds into `output_dir`.
+  file_timeout_s: a file that takes longer to parse is skipped ("parse
+  timeout"); default convert.DEFAULT_TIMEOUT_S.
   """
   log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
   config.validate()
@@ -201,6 +206,16 @@ def build_dataset(midi_dir, output_dir, config=PipelineConfig(),
   output_dir = os.path.abspath(output_dir)
   if not os.path.isdir(midi_dir):
     raise NotADirectoryError(f"MIDI directory does not exist: {midi_dir}")
+  with run_lock.hold(output_dir, log=log):
+    return _build_locked(midi_dir, output_dir, config, num_workers, force,
+                         progress_every_s, log, file_timeout_s)
+
+
+def _build_locked(midi_dir, output_dir, config, num_workers, force,
+                  progress_every_s, log, file_timeout_s):
+  if file_timeout_s is None:
+    from data_pipeline import convert  # pylint: disable=g-import-not-at-top
+    file_timeout_s = convert.DEFAULT_TIMEOUT_S
   t0 = time.time()
   files = scan_files(midi_dir, exclude_dirs=[output_dir])
   fp = fingerprint(files, config)
@@ -220,7 +235,7 @@ def build_dataset(midi_dir, output_dir, config=PipelineConfig(),
   stats = collections.Counter()
   for rel, melodies, reason, detail, file_stats in _parse_all(
       midi_dir, [f[0] for f in files], config.melody, num_workers,
-      progress_every_s, log):
+      progress_every_s, log, timeout_s=file_timeout_s):
     by_path[rel] = (melodies, reason, detail)
     stats.update(file_stats)
   t_parse = time.time() - t0
@@ -307,6 +322,8 @@ def _define_flags():
   flags.DEFINE_integer("num_workers", os.cpu_count() or 1,
                        "Parsing processes.")
   flags.DEFINE_boolean("force", False, "Rebuild even if the cache matches.")
+  flags.DEFINE_float("file_timeout_s", 30.0, "A file whose parse takes "
+                     "longer is skipped (reason 'parse timeout').")
   flags.mark_flags_as_required(["midi_dir", "output_dir"])
   flags.register_validator("midi_dir", lambda v: v is None or os.path.isdir(v),
                            message="--midi_dir must be an existing directory")
@@ -328,6 +345,15 @@ def _define_flags():
 FLAGS = None  # absl flags, defined only when run as a program
 
 
+def _io_errors():
+  """OSError, and TensorFlow's I/O errors once it is loaded (a full disk
+  while writing shards). Evaluated only when an exception is raised."""
+  if "tensorflow" in sys.modules:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return (OSError, tf.errors.OpError)
+  return (OSError,)
+
+
 def main(argv):
   del argv
   flags_ = FLAGS
@@ -340,8 +366,9 @@ def main(argv):
   try:
     manifest = build_dataset(flags_.midi_dir, flags_.output_dir, config,
                              num_workers=flags_.num_workers,
-                             force=flags_.force)
-  except NoUsableMelodiesError as e:
+                             force=flags_.force,
+                             file_timeout_s=flags_.file_timeout_s)
+  except (NoUsableMelodiesError, run_lock.RunLockedError) + _io_errors() as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(json.dumps({k: manifest[k] for k in (

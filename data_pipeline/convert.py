@@ -12,6 +12,8 @@ This module does not import TensorFlow, so pipeline workers start quickly.
 """
 import collections
 import os
+import signal
+import threading
 
 from note_seq import midi_io
 from note_seq.protobuf import music_pb2
@@ -30,8 +32,16 @@ SKIP_REASONS = (
     "drum-only",
     "polyphonic-only",
     "no melody passed the filters",
+    "parse timeout",
     "unexpected error",
 )
+
+DEFAULT_TIMEOUT_S = 30.0  # per file; see process_midi_file
+
+
+class _ParseTimeout(BaseException):
+  """Raised by the interval timer inside a too-slow parse (a BaseException,
+  so that no `except Exception` of a parsing library swallows it)."""
 
 
 class UnusableFileError(Exception):
@@ -82,15 +92,35 @@ def midi_file_to_melodies(path, config=melodies_lib.MelodyConfig(),
   return note_sequence_to_melodies(read_midi_file(path), config, stats)
 
 
-def process_midi_file(path, config=melodies_lib.MelodyConfig()):
-  """Never raises: -> (melodies, reason or None, detail, stats dict)."""
+def process_midi_file(path, config=melodies_lib.MelodyConfig(),
+                      timeout_s=None):
+  """Never raises: -> (melodies, reason or None, detail, stats dict).
+
+  timeout_s: a file whose parse takes longer is skipped with the reason
+  "parse timeout" (a real-time interval timer; only in a process's main
+  thread, as in the pipeline's worker processes -- elsewhere unbounded).
+  """
   stats = collections.Counter()
+  timer = (timeout_s is not None and timeout_s > 0 and
+           threading.current_thread() is threading.main_thread())
+  if timer:
+    def on_alarm(signum, frame):
+      del signum, frame
+      raise _ParseTimeout()
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
   try:
     return midi_file_to_melodies(path, config, stats), None, "", dict(stats)
   except UnusableFileError as e:
     return [], e.reason, e.detail, dict(stats)
+  except _ParseTimeout:
+    return [], "parse timeout", f"took longer than {timeout_s:g} s", {}
   except Exception as e:  # pylint: disable=broad-except
     return [], "unexpected error", f"{type(e).__name__}: {e}", dict(stats)
+  finally:
+    if timer:
+      signal.setitimer(signal.ITIMER_REAL, 0)
+      signal.signal(signal.SIGALRM, previous)
 
 
 def tokens_to_note_sequence(tokens, qpm=encoding.DEFAULT_QPM, velocity=100,

@@ -126,24 +126,34 @@ def _pool(num_workers):
 
 
 def build_corpus_midi(midi_dir, manifest_path, num_workers=None, force=False,
-                      progress_every_s=10.0, log=None):
-  """ABC tune books -> MIDI files under `midi_dir` (cached); returns a summary."""
+                      progress_every_s=10.0, log=None, collections=None):
+  """ABC tune books -> MIDI files under `midi_dir` (cached); returns a summary.
+
+  collections: a subset of COLLECTIONS (default all of them).
+  """
   log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-  books = list_tunebooks()
+  books = list_tunebooks(collections=collections)
   fp = _abc_fingerprint(books)
   if not force and os.path.exists(manifest_path):
-    with open(manifest_path) as f:
-      summary = json.load(f)
-    if summary.get("fingerprint") == fp and os.path.isdir(midi_dir):
+    try:
+      with open(manifest_path) as f:
+        summary = json.load(f)
+    except (OSError, ValueError) as e:  # damaged: rebuild
+      log(f"[corpus] {manifest_path} cannot be read ({e}); rebuilding")
+      summary = {}
+    if (isinstance(summary, dict) and summary.get("fingerprint") == fp
+        and os.path.isdir(midi_dir)):
       summary["cached"] = True
       return summary
 
   t0 = time.time()
   from data_pipeline import abc_to_midi  # pylint: disable=g-import-not-at-top
+  if os.path.exists(manifest_path):
+    os.remove(manifest_path)  # invalid until the new one is written
   if os.path.isdir(midi_dir):
     shutil.rmtree(midi_dir)
   jobs = []
-  per_collection = {c: {"tunes": 0} for c in COLLECTIONS}
+  per_collection = {c: {"tunes": 0} for c in collections or COLLECTIONS}
   for collection, path in books:
     header, tunes = abc_to_midi.split_tunebook(_read_text(path))
     out_dir = os.path.join(midi_dir, collection)
@@ -218,14 +228,20 @@ def _lock(root):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def build_default_corpus(root=None, num_workers=None, force=False, log=None):
-  """Both stages; returns (abc summary, dataset manifest)."""
+def build_default_corpus(root=None, num_workers=None, force=False, log=None,
+                         collections=None):
+  """Both stages; returns (abc summary, dataset manifest).
+
+  collections: a subset of COLLECTIONS (default all; a subset is for tests
+  and trials -- give it its own root).
+  """
   from data_pipeline import build_dataset  # pylint: disable=g-import-not-at-top
   root = root or default_root()
   with _lock(root):
     midi_dir = default_midi_dir(root)
     abc = build_corpus_midi(midi_dir, os.path.join(root, ABC_MANIFEST),
-                            num_workers=num_workers, force=force, log=log)
+                            num_workers=num_workers, force=force, log=log,
+                            collections=collections)
     manifest = build_dataset.build_dataset(
         midi_dir, default_tfrecord_dir(root), num_workers=num_workers,
         force=force, log=log)

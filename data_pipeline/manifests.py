@@ -1,10 +1,6 @@
 """Manifest files: written atomically, so a killed build never leaves half a manifest."""
-import json
-import os
+from data_pipeline import atomic_files
 
 
 def write_json_atomically(path, obj):
-  tmp = path + ".partial"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
+  atomic_files.write_json(path, obj, indent=1)

@@ -12,6 +12,8 @@ import os
 
 import tensorflow as tf
 
+from data_pipeline import atomic_files
+
 SPLITS = ("train", "validation")
 MANIFEST = "manifest.json"
 TOKENS_FEATURE = "tokens"
@@ -45,9 +47,9 @@ def write_shards(tfrecord_dir, split, melodies, num_shards):
   finally:
     for w in writers:
       w.close()
-  for n in names:
-    os.replace(os.path.join(tfrecord_dir, n + ".partial"),
-               os.path.join(tfrecord_dir, n))
+  for n in names:  # fsync'd, then renamed: a shard is whole or absent
+    atomic_files.publish_file(os.path.join(tfrecord_dir, n + ".partial"),
+                              os.path.join(tfrecord_dir, n))
   return names
 
 

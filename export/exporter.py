@@ -5,12 +5,14 @@
   export_serving_model MelodyGenerator -> <model_base_path>/<version>/
   export_all           both exports (TF Serving + TF-Agents PolicySaver)
 """
+import contextlib
 import json
 import os
 
 from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
 
+from data_pipeline import run_lock
 from export import melody_generator
 from export import versioning
 from rl_tuner_tf import melody_policy
@@ -70,15 +72,21 @@ def export_all(model_base_path, tuned_model_dir=None, note_rnn_checkpoint=None,
   generator = melody_generator.MelodyGenerator(
       kind, reward_rnn, q_network, max_steps=max_steps, max_batch=max_batch,
       random_note_max=random_note_max)
-  results = {"serving": export_serving_model(generator, model_base_path, provenance)}
-  if export_tfagents_policy:
-    # Imported here: TF-Agents (and TFP) take seconds to import and only this
-    # export needs them.
-    from export import tfagents_policy  # pylint: disable=g-import-not-at-top
-    policy = tfagents_policy.build_policy(
-        kind, reward_rnn, q_network, greedy=tfagents_greedy,
-        temperature=tfagents_temperature)
-    base = tfagents_policy_base_path or (
-        model_base_path.rstrip(os.sep) + TFAGENTS_SUFFIX)
-    results["tfagents_policy"] = tfagents_policy.save_policy(policy, base)
+  base = tfagents_policy_base_path or (
+      model_base_path.rstrip(os.sep) + TFAGENTS_SUFFIX)
+  # One export at a time per base path; leftovers of killed ones are removed.
+  with contextlib.ExitStack() as locks:
+    for path in [model_base_path] + ([base] if export_tfagents_policy else []):
+      locks.enter_context(run_lock.hold(path))
+      versioning.remove_abandoned_exports(path)
+    results = {"serving": export_serving_model(generator, model_base_path,
+                                               provenance)}
+    if export_tfagents_policy:
+      # Imported here: TF-Agents (and TFP) take seconds to import and only
+      # this export needs them.
+      from export import tfagents_policy  # pylint: disable=g-import-not-at-top
+      policy = tfagents_policy.build_policy(
+          kind, reward_rnn, q_network, greedy=tfagents_greedy,
+          temperature=tfagents_temperature)
+      results["tfagents_policy"] = tfagents_policy.save_policy(policy, base)
   return results

@@ -11,10 +11,14 @@ touched. Without --tuned_model_dir the Note RNN checkpoint is exported as a
 bare Note RNN model (default: the shipped one, rl_tuner_tf/checkpoints/note_rnn).
 """
 from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
+import tensorflow as tf
 
+from data_pipeline import run_lock
 from export import exporter
 from export import melody_generator
 from rl_tuner_tf import note_rnn
@@ -64,6 +68,10 @@ def main(argv):
         FLAGS.tfagents_greedy, FLAGS.tfagents_temperature)
   except (FileNotFoundError, ValueError) as e:  # bad source or flag values
     raise app.UsageError(str(e)) from e
+  except (run_lock.RunLockedError, OSError,
+          tf.errors.OpError) as e:  # busy, read-only, full
+    print(f"ERROR: {e}", file=sys.stderr)
+    sys.exit(2)
   for what, (version, path) in sorted(results.items()):
     logging.info("%s export: version %d at %s", what, version, path)
     print(f"{what}: version {version} -> {path}")

@@ -13,9 +13,24 @@ import re
 import shutil
 import tempfile
 
+from data_pipeline import atomic_files
+
 _VERSION_RE = re.compile(r"^[0-9]+$")
 _TMP_PREFIX = ".tmp-export-"
 _MAX_CLAIM_TRIES = 100
+
+
+def remove_abandoned_exports(model_base_path):
+  """Deletes the temporary folders of killed exports. Call it only while
+  holding the run lock of ``model_base_path`` (no other export is running)."""
+  if not os.path.isdir(model_base_path):
+    return []
+  removed = []
+  for name in os.listdir(model_base_path):
+    if name.startswith(_TMP_PREFIX):
+      shutil.rmtree(os.path.join(model_base_path, name), ignore_errors=True)
+      removed.append(name)
+  return removed
 
 
 def existing_versions(model_base_path):
@@ -42,6 +57,7 @@ def save_new_version(model_base_path, write_fn):
   tmp_dir = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=model_base_path)
   try:
     write_fn(tmp_dir)
+    atomic_files.fsync_tree(tmp_dir)  # durable before it is published
     version = next_version(model_base_path)
     for _ in range(_MAX_CLAIM_TRIES):
       final = os.path.join(model_base_path, str(version))
@@ -50,6 +66,7 @@ def save_new_version(model_base_path, write_fn):
           # rename(2) refuses a non-empty target (ENOTEMPTY / EEXIST): a
           # version another export published meanwhile is never replaced.
           os.rename(tmp_dir, final)
+          atomic_files.fsync_dir(model_base_path)
           return version, final
         except OSError as e:
           if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):

@@ -14,11 +14,14 @@ policy after a random primer note (reference section 7); writes
 table1.json and samples/ (MIDI, WAV, piano-roll PNG), then the combined
 <output_dir>/table1.md (ours beside the paper) and report.html.
 """
+import sys
+
 from absl import app
 from absl import flags
 
 from rl_tuner_tf import keras_setup  # noqa: F401
 
+from data_pipeline import run_lock
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf.evaluation import generate
 from rl_tuner_tf.evaluation import pipeline
@@ -74,6 +77,9 @@ def main(argv):
         objective_c=FLAGS.objective_c)
   except pipeline.SettingError as e:
     raise app.UsageError(str(e))
+  except (run_lock.RunLockedError, OSError) as e:  # busy, read-only, full
+    print(f"ERROR: {e}", file=sys.stderr)
+    sys.exit(2)
   print(f"Table 1: {output_dir}/table1.md")
   print(f"Report: {report_path}")
 

@@ -21,6 +21,8 @@ import os
 from rl_tuner_tf import keras_setup  # noqa: F401
 import tensorflow as tf
 
+from data_pipeline import atomic_files
+
 from rl_tuner_tf import note_rnn
 
 OFF_POLICY_ALGORITHMS = ("q", "psi", "g", "rl_only")  # tuning.Tuner
@@ -65,13 +67,16 @@ def greedy_actions(kind, action_values, reward_logits):
 
 
 def save_tuned(model_dir, algorithm, q_network, reward_rnn, extra=None):
+  """Writes the model into a hidden sibling folder, then renames it to
+  ``model_dir``: a reader sees the whole model or none."""
   check_algorithm(algorithm)
-  note_rnn.save(q_network, os.path.join(model_dir, "q_network"))
-  note_rnn.save(reward_rnn, os.path.join(model_dir, "reward_rnn"))
   config = {"algorithm": algorithm}
   config.update(extra or {})
-  with open(os.path.join(model_dir, TUNED_CONFIG), "w") as f:
-    json.dump(config, f, indent=2)
+  with atomic_files.replace_dir(model_dir) as tmp:
+    note_rnn.save(q_network, os.path.join(tmp, "q_network"))
+    note_rnn.save(reward_rnn, os.path.join(tmp, "reward_rnn"))
+    with open(os.path.join(tmp, TUNED_CONFIG), "w") as f:
+      json.dump(config, f, indent=2)
 
 
 def load_tuned(model_dir):
@@ -79,8 +84,15 @@ def load_tuned(model_dir):
   path = os.path.join(model_dir, TUNED_CONFIG)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{model_dir!r} is not a tuned melody model ({TUNED_CONFIG} missing)")
-  with open(path) as f:
-    config = json.load(f)
+  try:
+    with open(path) as f:
+      config = json.load(f)
+    check_algorithm(config.get("algorithm") if isinstance(config, dict)
+                    else None)
+  except (OSError, ValueError) as e:
+    raise note_rnn.UnreadableCheckpointError(
+        f"{model_dir!r} is a damaged tuned melody model: {path} cannot be "
+        f"used ({e}); tune it again (rerun the training command).") from None
   q_network = note_rnn.load(os.path.join(model_dir, "q_network"))
   reward_rnn = note_rnn.load(os.path.join(model_dir, "reward_rnn"))
   return config["algorithm"], q_network, reward_rnn, config

@@ -14,6 +14,7 @@ import os
 from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
 
+from data_pipeline import atomic_files
 from data_pipeline.encoding import NUM_CLASSES
 
 DEFAULT_LAYER_SIZES = (100,)
@@ -25,6 +26,10 @@ SHIPPED_CHECKPOINT_DIR = os.path.join(
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint's architecture differs from the requested one."""
+
+
+class UnreadableCheckpointError(CheckpointMismatchError):
+  """A Note RNN checkpoint folder whose files are missing or damaged."""
 
 
 class NoteRNN(tf.keras.Model):
@@ -100,8 +105,7 @@ def save(model, directory, extra_config=None):
   path = tf.train.Checkpoint(model=model).write(prefix)
   config = {"layer_sizes": list(model.layer_sizes), "checkpoint": os.path.basename(path)}
   config.update(extra_config or {})
-  with open(os.path.join(directory, CONFIG_FILENAME), "w") as f:
-    json.dump(config, f, indent=2)
+  atomic_files.write_json(os.path.join(directory, CONFIG_FILENAME), config)
   return path
 
 
@@ -110,8 +114,16 @@ def read_config(directory):
   if not os.path.exists(path):
     raise FileNotFoundError(
         f"No Note RNN checkpoint in {directory!r}: {CONFIG_FILENAME} is missing.")
-  with open(path) as f:
-    return json.load(f)
+  try:
+    with open(path) as f:
+      config = json.load(f)
+    if not isinstance(config, dict) or "checkpoint" not in config:
+      raise ValueError("it has no 'checkpoint' entry")
+    return config
+  except (OSError, ValueError) as e:
+    raise UnreadableCheckpointError(
+        f"Note RNN checkpoint {directory!r}: {path} cannot be read ({e}); "
+        "the folder is damaged -- save or export the model again.") from None
 
 
 def _checkpoint_shapes(path):
@@ -160,9 +172,25 @@ def load(directory=SHIPPED_CHECKPOINT_DIR, layer_sizes=None):
   """
   config = read_config(directory)
   if layer_sizes is None:
-    layer_sizes = config["layer_sizes"]
+    layer_sizes = config.get("layer_sizes")
+    if (not isinstance(layer_sizes, list) or not layer_sizes
+        or not all(isinstance(s, int) and s > 0 for s in layer_sizes)):
+      raise UnreadableCheckpointError(
+          f"Note RNN checkpoint {directory!r}: {CONFIG_FILENAME} has no valid "
+          f"layer_sizes (got {layer_sizes!r}); the folder is damaged -- save "
+          "or export the model again.")
   model = NoteRNN(layer_sizes)
-  check_compatible(directory, layer_sizes, model)
-  tf.train.Checkpoint(model=model).read(
-      os.path.join(directory, config["checkpoint"])).assert_consumed()
+  prefix = os.path.join(directory, config["checkpoint"])
+  try:
+    check_compatible(directory, layer_sizes, model)
+    tf.train.Checkpoint(model=model).read(prefix).assert_consumed()
+  except CheckpointMismatchError:
+    raise
+  except (tf.errors.OpError, OSError, ValueError, IndexError, KeyError,
+          AssertionError) as e:
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    raise UnreadableCheckpointError(
+        f"Note RNN checkpoint {directory!r}: its weights {prefix}.* cannot be "
+        f"read ({type(e).__name__}: {first_line}); the folder is damaged -- "
+        "save or export the model again.") from None
   return model

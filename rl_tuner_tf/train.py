@@ -54,6 +54,9 @@ from rl_tuner_tf import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
+from data_pipeline import atomic_files
+from data_pipeline import run_lock
+from rl_tuner_tf import checkpointing
 from rl_tuner_tf import grid
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
@@ -420,8 +423,7 @@ def _check_resume_config(path, settings):
           f"{os.path.dirname(path)!r} holds a run with other settings; "
           f"choose another --output_dir or restore them:\n  {lines}")
     return
-  with open(path, "w") as f:
-    json.dump(settings, f, indent=2)
+  atomic_files.write_json(path, settings)
 
 
 def _read_figure2(path):
@@ -432,12 +434,10 @@ def _read_figure2(path):
 
 
 def _write_figure2(path, rows):
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
+  with atomic_files.open_atomic(path, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=["step", "mean_log_p", "mean_r_mt"])
     writer.writeheader()
     writer.writerows(rows)
-  os.replace(tmp, path)
 
 
 def figure2_point(tuner, step):
@@ -458,9 +458,16 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
   grid point (c, gamma, seed) (default: the flags' first values); ``tag``
   prefixes its log lines (default: the algorithm).
 
-  Returns the directory of the saved tuned model.
+  Returns the directory of the saved tuned model. Raises
+  run_lock.RunLockedError when another process is tuning in run_dir.
   """
-  tag = tag or algorithm
+  with run_lock.hold(run_dir, log=log):
+    return _tune_locked(algorithm, source_model, run_dir, primer, log,
+                        c=c, gamma=gamma, seed=seed, tag=tag or algorithm)
+
+
+def _tune_locked(algorithm, source_model, run_dir, primer, log, c, gamma,
+                 seed, tag):
   config = config_from_flags(algorithm, c=c, gamma=gamma, seed=seed)
   config.validate()
   every = periods(config)
@@ -476,11 +483,13 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
     return model_dir
 
   tuner = tuning.make_tuner(config, source_model, primer=primer)
-  manager = tf.train.CheckpointManager(
-      tuner.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=1)
-  if manager.latest_checkpoint:
-    tuner.checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-    log(f"[{tag}] resuming from {manager.latest_checkpoint} at note "
+  checkpoint_dir = os.path.join(run_dir, "checkpoints")
+  manager = checkpointing.manager(tuner.checkpoint, checkpoint_dir)
+  resumed = checkpointing.restore_latest(
+      tuner.checkpoint, checkpoint_dir, log=log,
+      check=lambda status: status.assert_consumed())
+  if resumed:
+    log(f"[{tag}] resuming from {resumed} at note "
         f"{tuner.num_notes_composed:,}")
   start_notes = tuner.num_notes_composed
   figure2_path = os.path.join(run_dir, "figure2.csv")
@@ -623,7 +632,8 @@ def main(argv):
              tag=spec.name if len(specs) > 1 else None)
     except tuning.ConfigError as e:
       raise app.UsageError(str(e)) from e
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, checkpointing.NoReadableCheckpointError,
+            run_lock.RunLockedError, OSError, tf.errors.OpError) as e:
       print(f"ERROR: {e}", file=sys.stderr)
       sys.exit(2)
   print(f"Tuning done: {len(specs)} run(s) in "

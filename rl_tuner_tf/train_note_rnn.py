@@ -31,6 +31,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -38,7 +39,10 @@ import time
 from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
 
+from data_pipeline import atomic_files
 from data_pipeline import dataset as dataset_lib
+from data_pipeline import run_lock
+from rl_tuner_tf import checkpointing
 from rl_tuner_tf import note_rnn
 
 PROVENANCE_FILENAME = "provenance.json"
@@ -199,8 +203,8 @@ class NoteRNNTrainer:
                                  name="elapsed_s")
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, elapsed_s=self.elapsed_s)
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(run_dir, "ckpt"), max_to_keep=3)
+    self.manager = checkpointing.manager(
+        self.checkpoint, os.path.join(run_dir, "ckpt"))
 
     window = config.window_length + 1
     self._train_step = tf.function(self._train_step_impl, input_signature=[
@@ -232,9 +236,10 @@ class NoteRNNTrainer:
   def restore_or_initialize(self, log):
     """Restores the newest checkpoint in run_dir/ckpt; returns its step."""
     self._check_run_config()
-    latest = self.manager.latest_checkpoint
+    latest = checkpointing.restore_latest(
+        self.checkpoint, os.path.join(self.run_dir, "ckpt"), log=log,
+        check=lambda status: status.assert_existing_objects_matched())
     if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
       log(f"Resumed from {latest} at step {int(self.step.numpy())} "
           f"({self.elapsed_s.numpy() / 60:.1f} min trained before).")
     return int(self.step.numpy())
@@ -252,8 +257,7 @@ class NoteRNNTrainer:
             f"{','.join(map(str, self.config.layer_sizes))} was requested; use "
             "another --run_dir or the same layer sizes.")
     os.makedirs(self.run_dir, exist_ok=True)
-    with open(path, "w") as f:
-      json.dump(self.config.to_dict(), f, indent=2)
+    atomic_files.write_json(path, self.config.to_dict())
 
   def save_checkpoint(self):
     return self.manager.save(checkpoint_number=int(self.step.numpy()))
@@ -315,7 +319,6 @@ def export(trainer, directory, provenance):
   directory = os.path.abspath(directory)
   tmp = directory + ".partial"
   if os.path.exists(tmp):
-    import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(tmp)
   note_rnn.save(trainer.model, tmp, extra_config={
       "steps": provenance["steps"],
@@ -323,17 +326,26 @@ def export(trainer, directory, provenance):
       "validation_log_perplexity": provenance["validation"]["log_perplexity"]})
   with open(os.path.join(tmp, PROVENANCE_FILENAME), "w") as f:
     json.dump(provenance, f, indent=2)
+  atomic_files.recover_replaced_dir(directory)
   if os.path.isdir(directory):
-    # Replace only our own files; keep anything else a user put there.
+    # Keep anything else a user put there: copied into the new folder (the
+    # old one is deleted only once the new one is in place).
     for name in os.listdir(directory):
-      if (name.startswith((note_rnn.CHECKPOINT_PREFIX + "-",
-                           note_rnn.CHECKPOINT_PREFIX + ".")) or
-          name in ("checkpoint", note_rnn.CONFIG_FILENAME, PROVENANCE_FILENAME)):
-        os.remove(os.path.join(directory, name))
-  os.makedirs(directory, exist_ok=True)
-  for name in os.listdir(tmp):
-    os.replace(os.path.join(tmp, name), os.path.join(directory, name))
-  os.rmdir(tmp)
+      ours = (name.startswith((note_rnn.CHECKPOINT_PREFIX + "-",
+                               note_rnn.CHECKPOINT_PREFIX + ".")) or
+              name in ("checkpoint", note_rnn.CONFIG_FILENAME,
+                       PROVENANCE_FILENAME))
+      if not ours:
+        source = os.path.join(directory, name)
+        if os.path.isdir(source):
+          shutil.copytree(source, os.path.join(tmp, name), symlinks=True)
+        else:
+          shutil.copy2(source, os.path.join(tmp, name), follow_symlinks=False)
+  # The whole folder is swapped by renames: a reader sees the old export or
+  # the new one, never a mix (atomic_files.replace_dir's protocol).
+  with atomic_files.replace_dir(directory) as staging:
+    os.rmdir(staging)
+    os.rename(tmp, staging)
   return directory
 
 
@@ -342,9 +354,16 @@ def train(config, tfrecord_dir, run_dir, output_dir=None, command="",
   """Trains (resuming from run_dir) and exports; returns the final metrics.
 
   Raises NonFiniteLossError when the loss turns NaN/inf (nothing exported;
-  the checkpoints in run_dir/ckpt predate the failure).
+  the checkpoints in run_dir/ckpt predate the failure), run_lock.RunLockedError
+  when another process trains in run_dir.
   """
   log = log or (lambda msg: print(msg, flush=True))
+  with run_lock.hold(run_dir, command=command or None, log=log):
+    return _train_locked(config, tfrecord_dir, run_dir, output_dir, command,
+                         log)
+
+
+def _train_locked(config, tfrecord_dir, run_dir, output_dir, command, log):
   config.validate()
   tf.random.set_seed(config.seed)
   trainer = NoteRNNTrainer(config, run_dir)
@@ -548,7 +567,9 @@ def main(argv):
       shlex.quote(a) for a in sys.argv[1:])
   try:
     train(config, tfrecord_dir, flags_obj.run_dir, output_dir, command)
-  except (NonFiniteLossError, note_rnn.CheckpointMismatchError) as e:
+  except (NonFiniteLossError, note_rnn.CheckpointMismatchError,
+          checkpointing.NoReadableCheckpointError, run_lock.RunLockedError,
+          OSError, tf.errors.OpError) as e:
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
     sys.exit(1)
 

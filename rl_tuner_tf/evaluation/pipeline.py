@@ -20,8 +20,9 @@ import os
 import time
 
 from absl import logging
-import numpy as np
 
+from data_pipeline import atomic_files
+from data_pipeline import run_lock
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf.evaluation import generate
@@ -84,11 +85,18 @@ def load_models(note_rnn_checkpoint, tuned_model_dirs, run_dir=None):
         "Note RNN row)")
   models = []
   if note_rnn_checkpoint:
-    models.append(("note_rnn", "note_rnn", None,
-                   note_rnn.load(note_rnn_checkpoint), {}))
+    try:
+      models.append(("note_rnn", "note_rnn", None,
+                     note_rnn.load(note_rnn_checkpoint), {}))
+    except note_rnn.CheckpointMismatchError as e:  # damaged files, too
+      raise SettingError(f"--note_rnn_checkpoint: {e}") from None
   names = {m[0] for m in models}
   for model_dir in tuned_model_dirs:
-    algorithm, q_network, reward_rnn, tuned = melody_policy.load_tuned(model_dir)
+    try:
+      algorithm, q_network, reward_rnn, tuned = melody_policy.load_tuned(
+          model_dir)
+    except note_rnn.CheckpointMismatchError as e:  # damaged files, too
+      raise SettingError(f"--tuned_model_dirs: {e}") from None
     name = model_name(algorithm, model_dir, run_dir)
     if name in names:
       name = f"{algorithm}_{os.path.basename(os.path.normpath(model_dir))}"
@@ -171,20 +179,21 @@ def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
                   "prime_all_classes": bool(prime_all_classes),
                   "generation_seconds": round(generated - start, 2),
                   "statistics_seconds": round(scored - generated, 2)})
-    np.save(os.path.join(model_dir, "melodies.npy"), tokens)
-    np.save(os.path.join(model_dir, "log_p.npy"), log_p)
-    with open(os.path.join(model_dir, "table1.json"), "w") as f:
-      json.dump(table1.to_json_ready(stats), f, indent=2)
+    atomic_files.save_npy(os.path.join(model_dir, "melodies.npy"), tokens)
+    atomic_files.save_npy(os.path.join(model_dir, "log_p.npy"), log_p)
+    atomic_files.write_json(os.path.join(model_dir, "table1.json"),
+                            table1.to_json_ready(stats))
     if num_samples > 0:
-      samples.write_samples(tokens, os.path.join(model_dir, "samples"),
-                            num_samples=num_samples, prefix=name, title=name)
+      with atomic_files.replace_dir(os.path.join(model_dir, "samples")) as tmp:
+        samples.write_samples(tokens, tmp, num_samples=num_samples,
+                              prefix=name, title=name)
     message = (f"{name}: {num_melodies} melodies sampled in "
                f"{generated - start:.1f} s, Table 1 in {scored - generated:.1f} s")
     logging.info(message)
     log(message)
     results[name] = stats
-  with open(os.path.join(output_dir, "table1.md"), "w") as f:
-    f.write(table1.markdown_table(results))
+  atomic_files.write_text(os.path.join(output_dir, "table1.md"),
+                          table1.markdown_table(results))
   seeds.write_summaries(results, output_dir)
   return results
 
@@ -210,12 +219,13 @@ def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
   output_dir = output_dir or (os.path.join(run_dir, "evaluation") if run_dir
                               else os.path.join("runs", "evaluation"))
   models = load_models(note_rnn_checkpoint, tuned, run_dir=run_dir)
-  os.makedirs(output_dir, exist_ok=True)
-  results = evaluate_models(
-      models, output_dir, num_melodies=num_melodies, seed=seed,
-      batch_size=batch_size, num_notes=num_notes, num_samples=num_samples,
-      prime_all_classes=prime_all_classes, token_reading=token_reading,
-      log=log,
-      objective_c=objective_cs(note_rnn_checkpoint, tuned, objective_c))
-  report_path = report.write_report(run_dir or output_dir, eval_dir=output_dir)
+  with run_lock.hold(output_dir, log=log):  # one evaluation per output_dir
+    results = evaluate_models(
+        models, output_dir, num_melodies=num_melodies, seed=seed,
+        batch_size=batch_size, num_notes=num_notes, num_samples=num_samples,
+        prime_all_classes=prime_all_classes, token_reading=token_reading,
+        log=log,
+        objective_c=objective_cs(note_rnn_checkpoint, tuned, objective_c))
+    report_path = report.write_report(run_dir or output_dir,
+                                      eval_dir=output_dir)
   return results, output_dir, report_path

@@ -17,6 +17,7 @@ import html
 import json
 import os
 
+from data_pipeline import atomic_files
 from rl_tuner_tf.evaluation import seeds
 from rl_tuner_tf.evaluation import table1
 
@@ -116,7 +117,8 @@ def plot_figure2(run_dir, output_dir=None):
     ax.legend()
     fig.tight_layout()
     path = os.path.join(output_dir, f"figure2_{key}.png")
-    fig.savefig(path, dpi=100)
+    with atomic_files.open_atomic(path, "wb") as f:
+      fig.savefig(f, dpi=100, format="png")
     plt.close(fig)
     paths.append(path)
   return paths
@@ -244,6 +246,5 @@ def write_report(run_dir, eval_dir=None, title=None, notes=None):
       parts.append("</div>")
   parts.append("</body></html>")
   path = os.path.join(run_dir, REPORT_FILENAME)
-  with open(path, "w") as f:
-    f.write("\n".join(parts))
+  atomic_files.write_text(path, "\n".join(parts))
   return path

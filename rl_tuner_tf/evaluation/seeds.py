@@ -15,12 +15,12 @@ Written next to the per-model results:
   <eval_dir>/sweep_c.md, sweep_c.png   each statistic against c, per
                                  algorithm (when the groups differ in c)
 """
-import json
 import math
 import os
 
 import numpy as np
 
+from data_pipeline import atomic_files
 from rl_tuner_tf.evaluation import table1
 
 # Run settings copied into each model's table1.json (from its tuned.json).
@@ -180,7 +180,8 @@ def plot_sweep(curves, path, parameter="c"):
     ax.axis("off")
   axes.flat[0].legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
+  with atomic_files.open_atomic(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=90)
   plt.close(fig)
   return path
 
@@ -193,13 +194,13 @@ def write_summaries(results, output_dir):
              or len({e["kind"] for e in groups.values()}) < len(groups))
   if not several:
     return groups
-  with open(os.path.join(output_dir, "table1.json"), "w") as f:
-    json.dump(table1.to_json_ready(groups), f, indent=2)
-  with open(os.path.join(output_dir, "table1_seeds.md"), "w") as f:
-    f.write(markdown_table(groups))
+  atomic_files.write_json(os.path.join(output_dir, "table1.json"),
+                          table1.to_json_ready(groups))
+  atomic_files.write_text(os.path.join(output_dir, "table1_seeds.md"),
+                          markdown_table(groups))
   curves = sweep(groups, "c")
   if curves:
-    with open(os.path.join(output_dir, "sweep_c.md"), "w") as f:
-      f.write(sweep_markdown(curves, "c"))
+    atomic_files.write_text(os.path.join(output_dir, "sweep_c.md"),
+                            sweep_markdown(curves, "c"))
     plot_sweep(curves, os.path.join(output_dir, "sweep_c.png"), "c")
   return groups
