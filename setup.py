@@ -39,6 +39,8 @@ setup(
     ],
     extras_require={
         "study": _STUDY,
+        # Grids on local Ray (--parallel_runs) or a Ray cluster (--ray_address).
+        "cluster": ["ray==2.60.*"],
         "test": ["pytest", "tensorflow-serving-api==2.21.*", "selenium"] + _STUDY,
     },
 )

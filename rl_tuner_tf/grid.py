@@ -107,7 +107,9 @@ def command(spec):
   return [sys.executable, "-m", "rl_tuner_tf.train"] + spec.argv()
 
 
-def run_subprocess(spec, log=print, env=None):
-  """Runs ``spec`` in a child process; returns its exit code."""
+def run_subprocess(spec, log=print, env=None, **popen_args):
+  """Runs ``spec`` in a child process; returns its exit code (negative: killed
+  by that signal). ``popen_args`` (cwd, stdout, ...) go to subprocess.run."""
   log(f"[grid] {spec.name}: {' '.join(command(spec)[1:])}")
-  return subprocess.run(command(spec), check=False, env=env).returncode
+  return subprocess.run(command(spec), check=False, env=env,
+                        **popen_args).returncode
