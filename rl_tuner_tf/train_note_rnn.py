@@ -24,6 +24,16 @@ with the same --run_dir continues), the latest evaluated export
 (``latest_export/``, a ``note_rnn.save`` folder with provenance.json) and the
 train config.  The final model is exported to ``--output_dir`` with
 ``note_rnn.save`` plus ``provenance.json``.
+
+Devices (``--distribute``): training runs under a ``tf.distribute`` strategy.
+``auto`` (default) mirrors over the visible GPUs when there are two or more, or
+over the logical CPU devices when more than one is configured, and otherwise
+uses the default (single-device) strategy; ``mirrored`` requires two or more
+such devices; ``none`` always uses the default strategy.  ``--batch_size`` is
+the global batch, split evenly over the replicas; the loss keeps its meaning
+(mean NLL over the scored steps of the whole global batch, plus the L2 term
+once), so N replicas train the same model as one device on the same batches
+up to float reduction order.  Validation runs on the first device.
 """
 import dataclasses
 import datetime
@@ -48,6 +58,7 @@ from rl_tuner_tf import note_rnn
 PROVENANCE_FILENAME = "provenance.json"
 TRAIN_CONFIG_FILENAME = "train_config.json"
 EVAL_BUCKETS = (64, 128, 256, 512, 1024)
+DISTRIBUTE_CHOICES = ("auto", "mirrored", "none")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -73,6 +84,7 @@ class TrainConfig:
   eval_batch_size: int = 64
   max_wall_minutes: float = 0.0
   seed: int = 0
+  distribute: str = "auto"
 
   def validate(self):
     """Raises ValueError naming the offending flag."""
@@ -99,6 +111,8 @@ class TrainConfig:
          f"must be < --window_length={self.window_length} (else no step of a "
          "training window is scored)")
     need(self.max_wall_minutes >= 0, "max_wall_minutes", "must be >= 0 (0: none)")
+    need(self.distribute in DISTRIBUTE_CHOICES, "distribute",
+         f"must be one of {'|'.join(DISTRIBUTE_CHOICES)}")
     return self
 
   def to_dict(self):
@@ -150,6 +164,42 @@ def l2_penalty(model, l2_weight):
       [tf.nn.l2_loss(v) for v in model.weight_decay_variables()])
 
 
+# -- devices ------------------------------------------------------------------
+def mirror_devices():
+  """Devices a MirroredStrategy would use: the visible GPUs, else the logical
+  CPU devices (more than one only when configured, as in the tests)."""
+  gpus = tf.config.list_logical_devices("GPU")
+  if gpus:
+    return [d.name for d in gpus]
+  return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def make_strategy(distribute="auto", batch_size=None):
+  """The tf.distribute strategy for --distribute (auto | mirrored | none).
+
+  auto: MirroredStrategy when two or more devices (GPUs, else logical CPUs)
+  are visible, the default strategy otherwise. Raises ValueError naming the
+  flag for mirrored with fewer than two devices, or naming --batch_size when
+  the global batch does not split evenly over the replicas.
+  """
+  if distribute not in DISTRIBUTE_CHOICES:
+    raise ValueError(f"--distribute must be one of "
+                     f"{'|'.join(DISTRIBUTE_CHOICES)}, got {distribute!r}")
+  devices = mirror_devices() if distribute != "none" else []
+  if distribute == "mirrored" and len(devices) < 2:
+    raise ValueError(
+        f"--distribute=mirrored needs two or more devices, found "
+        f"{len(devices)} ({', '.join(devices) or 'none'}); use "
+        "--distribute=auto or none on one device")
+  if len(devices) < 2:
+    return tf.distribute.get_strategy()
+  if batch_size is not None and batch_size % len(devices):
+    raise ValueError(
+        f"--batch_size must be a multiple of the {len(devices)} replicas of "
+        f"--distribute={distribute} ({', '.join(devices)}), got {batch_size}")
+  return tf.distribute.MirroredStrategy(devices)
+
+
 # -- data ---------------------------------------------------------------------
 def train_dataset(tfrecord_dir, config):
   """Endless batches of random (window_length + 1)-token windows."""
@@ -187,44 +237,88 @@ def _manifest_counts(tfrecord_dir):
 
 # -- trainer ------------------------------------------------------------------
 class NoteRNNTrainer:
-  """Model, optimizer, step counter, checkpoints and the compiled steps."""
+  """Model, optimizer, step counter, checkpoints and the compiled steps, all
+  under one tf.distribute strategy (``make_strategy(config.distribute)``
+  unless one is given)."""
 
-  def __init__(self, config, run_dir):
+  def __init__(self, config, run_dir, strategy=None):
     self.config = config.validate()
     self.run_dir = run_dir
-    self.model = note_rnn.NoteRNN(config.layer_sizes)
-    self.schedule = tf.keras.optimizers.schedules.ExponentialDecay(
-        config.learning_rate, decay_steps=config.decay_steps,
-        decay_rate=config.decay_rate, staircase=True)
-    self.optimizer = tf.keras.optimizers.Adam(self.schedule)
-    self.optimizer.build(self.model.trainable_variables)
-    self.step = self.optimizer.iterations  # one apply_gradients per step
-    self.elapsed_s = tf.Variable(0.0, dtype=tf.float64, trainable=False,
-                                 name="elapsed_s")
-    self.checkpoint = tf.train.Checkpoint(
-        model=self.model, optimizer=self.optimizer, elapsed_s=self.elapsed_s)
+    self.strategy = strategy or make_strategy(config.distribute,
+                                              config.batch_size)
+    replicas = self.strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+      raise ValueError(f"--batch_size must be a multiple of the {replicas} "
+                       f"replicas, got {config.batch_size}")
+    with self.strategy.scope():
+      self.model = note_rnn.NoteRNN(config.layer_sizes)
+      self.schedule = tf.keras.optimizers.schedules.ExponentialDecay(
+          config.learning_rate, decay_steps=config.decay_steps,
+          decay_rate=config.decay_rate, staircase=True)
+      self.optimizer = tf.keras.optimizers.Adam(self.schedule)
+      self.optimizer.build(self.model.trainable_variables)
+      self.step = self.optimizer.iterations  # one apply_gradients per step
+      self.elapsed_s = tf.Variable(0.0, dtype=tf.float64, trainable=False,
+                                   name="elapsed_s")
+      self.checkpoint = tf.train.Checkpoint(
+          model=self.model, optimizer=self.optimizer, elapsed_s=self.elapsed_s)
     self.manager = checkpointing.manager(
         self.checkpoint, os.path.join(run_dir, "ckpt"))
 
-    window = config.window_length + 1
-    self._train_step = tf.function(self._train_step_impl, input_signature=[
-        tf.TensorSpec([config.batch_size, window], tf.int32),
-        tf.TensorSpec([config.batch_size], tf.int32)])
+    # One trace: the distributed training batches have static shapes (global
+    # [batch_size, window] on one replica, batch_size / N rows per replica).
+    self._train_step = tf.function(self._distributed_train_step,
+                                   reduce_retracing=True)
     self._eval_step = tf.function(self._eval_step_impl, input_signature=[
         tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)])
 
+  def distribute(self, dataset):
+    """The training dataset split over the replicas (global batches in)."""
+    return self.strategy.experimental_distribute_dataset(dataset)
+
   # compiled steps --------------------------------------------------------------
+  def _distributed_train_step(self, tokens, lengths):
+    """One step on a global batch (per-replica values from ``distribute``);
+    returns the batch's mean masked NLL (before L2)."""
+    nll = self.strategy.run(self._train_step_impl, args=(tokens, lengths))
+    return self.strategy.reduce(tf.distribute.ReduceOp.SUM, nll, axis=None)
+
   def _train_step_impl(self, tokens, lengths):
+    """Replica step: this replica's rows of the global batch.
+
+    The loss is today's single-device loss of the whole global batch: the
+    masked NLL sum of the replica's rows divided by the number of scored steps
+    of the *global* batch (the first num_masked_steps predictions and padding
+    are unscored, so that count varies), plus L2 / N, so the replicas'
+    gradients sum to the global gradient. Gradients are summed over replicas
+    before the global-norm clip (the clip sees the global gradient), and the
+    optimizer does not aggregate them again. With one replica every step
+    below is the identity and the numbers are the single-device ones.
+    """
+    ctx = tf.distribute.get_replica_context()
+    replicas = ctx.num_replicas_in_sync
     variables = self.model.trainable_variables
     with tf.GradientTape() as tape:
-      nll, _ = sequence_loss(self.model, tokens, lengths,
-                             self.config.num_masked_steps, training=True)
+      inputs, targets = tokens[:, :-1], tokens[:, 1:]
+      logits, _ = self.model(inputs, training=True)
+      mask = loss_mask(lengths, tf.shape(targets)[1],
+                       self.config.num_masked_steps)
+      nll_sum, _, count = masked_sums(logits, targets, mask)
+      if replicas > 1:
+        count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+      nll = nll_sum / tf.maximum(count, 1.0)
       loss = nll
       if self.config.l2_weight > 0:
-        loss += l2_penalty(self.model, self.config.l2_weight)
+        l2 = l2_penalty(self.model, self.config.l2_weight)
+        if replicas > 1:
+          l2 = tf.nn.scale_regularization_loss(l2)  # l2 / num_replicas
+        loss += l2
     grads = tape.gradient(loss, variables)
+    if replicas > 1:
+      grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     grads, _ = tf.clip_by_global_norm(grads, self.config.clip_norm)
-    self.optimizer.apply_gradients(zip(grads, variables))
+    self.optimizer.apply_gradients(zip(grads, variables),
+                                   skip_gradients_aggregation=replicas > 1)
     return nll
 
   def _eval_step_impl(self, tokens, lengths):
@@ -308,6 +402,7 @@ def _provenance(trainer, tfrecord_dir, command, metrics, stop_reason):
                 "(paper: accuracy 0.92, log-perplexity 0.2536)")),
       "tensorflow": tf.__version__,
       "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
+      "replicas": trainer.strategy.num_replicas_in_sync,
       "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
   }
@@ -350,8 +445,10 @@ def export(trainer, directory, provenance):
 
 
 def train(config, tfrecord_dir, run_dir, output_dir=None, command="",
-          log=None):
+          log=None, strategy=None):
   """Trains (resuming from run_dir) and exports; returns the final metrics.
+
+  strategy: a tf.distribute strategy; default make_strategy(config.distribute).
 
   Raises NonFiniteLossError when the loss turns NaN/inf (nothing exported;
   the checkpoints in run_dir/ckpt predate the failure), run_lock.RunLockedError
@@ -360,16 +457,17 @@ def train(config, tfrecord_dir, run_dir, output_dir=None, command="",
   log = log or (lambda msg: print(msg, flush=True))
   with run_lock.hold(run_dir, command=command or None, log=log):
     return _train_locked(config, tfrecord_dir, run_dir, output_dir, command,
-                         log)
+                         log, strategy)
 
 
-def _train_locked(config, tfrecord_dir, run_dir, output_dir, command, log):
+def _train_locked(config, tfrecord_dir, run_dir, output_dir, command, log,
+                  strategy):
   config.validate()
   tf.random.set_seed(config.seed)
-  trainer = NoteRNNTrainer(config, run_dir)
+  trainer = NoteRNNTrainer(config, run_dir, strategy)
   start_step = trainer.restore_or_initialize(log)
   val_ds = eval_dataset(tfrecord_dir, config.eval_batch_size)
-  train_iter = iter(train_dataset(tfrecord_dir, config))
+  train_iter = iter(trainer.distribute(train_dataset(tfrecord_dir, config)))
   writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
   latest_export = os.path.join(run_dir, "latest_export")
 
@@ -384,8 +482,10 @@ def _train_locked(config, tfrecord_dir, run_dir, output_dir, command, log):
     except ValueError:  # not the main thread: no signal handling
       pass
 
+  replicas = trainer.strategy.num_replicas_in_sync
   log(f"Training Note RNN {list(config.layer_sizes)} on {tfrecord_dir}: "
-      f"steps {start_step} -> {config.num_steps}, batch {config.batch_size}, "
+      f"steps {start_step} -> {config.num_steps}, batch {config.batch_size}"
+      f"{f' over {replicas} replicas' if replicas > 1 else ''}, "
       f"window {config.window_length + 1} tokens, lr {config.learning_rate} "
       f"x{config.decay_rate}/{config.decay_steps} steps.")
   pending = []  # per-step loss tensors since the last log (no per-step sync)
@@ -536,6 +636,11 @@ def define_flags(flag_values=None):
   real("max_wall_minutes", d.max_wall_minutes, "Stop (evaluate, export) after "
        "this much training time; 0: no limit.")
   integer("seed", d.seed, "Random seed.")
+  flags.DEFINE_enum("distribute", d.distribute, list(DISTRIBUTE_CHOICES),
+                    "tf.distribute strategy: auto (MirroredStrategy over 2+ "
+                    "visible GPUs, else one device), mirrored (requires 2+ "
+                    "devices), none (one device). --batch_size is the global "
+                    "batch, split over the replicas.", flag_values=fv)
   return fv
 
 
@@ -554,6 +659,7 @@ def main(argv):
   flags_obj = _FLAGS
   try:
     config = config_from_flags(flags_obj)
+    strategy = make_strategy(config.distribute, config.batch_size)  # fail fast
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   tfrecord_dir = flags_obj.tfrecord_dir
@@ -566,7 +672,8 @@ def main(argv):
   command = "python -m rl_tuner_tf.train_note_rnn " + " ".join(
       shlex.quote(a) for a in sys.argv[1:])
   try:
-    train(config, tfrecord_dir, flags_obj.run_dir, output_dir, command)
+    train(config, tfrecord_dir, flags_obj.run_dir, output_dir, command,
+          strategy=strategy)
   except (NonFiniteLossError, note_rnn.CheckpointMismatchError,
           checkpointing.NoReadableCheckpointError, run_lock.RunLockedError,
           OSError, tf.errors.OpError) as e:

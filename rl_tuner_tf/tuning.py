@@ -26,6 +26,21 @@ is reachable setting by setting, and as a whole with the ``magenta`` preset
 (presets.py): ``token_reading``, ``g_updates_prior``,
 ``boltzmann_store_argmax``, ``figure2_r_mt`` (train.py), c and exploration.
 
+Devices: nothing here names a device. On a GPU machine TensorFlow places the
+networks, the environment, the random generators and the XLA update program on
+the first GPU. ``run(n)`` is one ``tf.function`` call (one trace), and its
+graph holds no Python callback or print op, so nothing returns to Python
+per note or per update (checked on the traced graph, with soft device
+placement off, in tests/test_tuning_compiled.py). Only TF-Agents'
+TFUniformReplayBuffer is pinned to the CPU (its default ``device='cpu:*'``;
+its critical-section mutex ops are CPU-only): each iteration copies the B new
+transitions to the host and the sampled minibatches back, inside the graph
+(976 bytes a transition: at the paper's settings 390 KB out and 5 MB in per
+400-note iteration). The buffer is left there: the copies are per iteration,
+not per update, and a GPU buffer could not be verified without a GPU. Its
+int32 shape arithmetic runs in host memory, as TensorFlow does for int32
+on GPUs.
+
 Everything that defines where a run is -- networks, optimizer, environment
 (compositions, Reward RNN state, random generator), policy state and random
 generators, replay buffer, counters -- is in ``Tuner.checkpoint``.

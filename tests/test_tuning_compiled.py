@@ -78,3 +78,42 @@ def test_compiled_updates_match_up_to_rounding(source):
               for a, b in zip(reference, compiled))
   assert worst < 1e-4, worst
   assert stats["loss"] == pytest.approx(ref_stats["loss"], rel=1e-4)
+
+
+def _graph_nodes(concrete_function):
+  graph_def = concrete_function.graph.as_graph_def()
+  nodes = list(graph_def.node)
+  for function in graph_def.library.function:
+    nodes.extend(function.node_def)
+  return nodes
+
+
+def test_run_is_one_graph_without_host_callbacks_and_places_strictly(source):
+  """run(n) is one tf.function call (one trace, one XLA update program) whose
+  graph has no Python callback or print ops (no per-step host round trip),
+  and every op can be placed where it asks with soft placement off (an op
+  pinned to a device that cannot run it would fail here). The replay
+  buffer's ops ask for 'cpu:*' (TF-Agents' default), see tuning.py."""
+  config = tuning.TuningConfig(
+      algorithm="q", num_notes=200, num_compositions=40,
+      exploration_period=200, replay_capacity=1000, seed=3)
+  soft = tf.config.get_soft_device_placement()
+  tf.config.set_soft_device_placement(False)
+  try:
+    tuner = tuning.Tuner(config, source)
+    assert tuner.run(2) == 2 and tuner.run(3) == 3
+  finally:
+    tf.config.set_soft_device_placement(soft)
+  assert tuner.num_updates > 0
+  assert tuner._run_fn.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+  assert tuner._update_loop_fn.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+  nodes = _graph_nodes(tuner._run_fn.get_concrete_function(tf.constant(2)))  # pylint: disable=protected-access
+  host_callbacks = {"PyFunc", "EagerPyFunc", "PyFuncStateless", "PrintV2",
+                    "Print"}
+  assert not [n.name for n in nodes if n.op in host_callbacks]
+  pinned = {n.device for n in nodes if n.device}
+  assert pinned <= {"/device:CPU:*",
+                    "/job:localhost/replica:0/task:0/device:CPU:0"}, pinned
+  outside = [n.name for n in nodes if n.device and n.op != "NoOp" and not (
+      "ReplayBuffer" in n.name or "critical_section" in n.name)]
+  assert not outside, f"ops outside the replay buffer pinned: {outside}"
