@@ -61,6 +61,11 @@ def define_flags():
                      "c of the KL-regularised objective E[sum r_MT/c + log p "
                      "- log pi] (default: each tuned model's run's c, the "
                      "Note RNN the c they share; else 0.5).")
+  flags.DEFINE_bool("force", False,
+                    "Sample and score every model again, even those whose "
+                    "results in the output directory were computed from the "
+                    "same model files, settings and statistics code (those "
+                    "are reused by default).")
 
 def main(argv):
   if len(argv) > 1:
@@ -74,7 +79,7 @@ def main(argv):
         num_notes=FLAGS.num_notes, num_samples=FLAGS.num_samples,
         prime_all_classes=FLAGS.prime_all_classes,
         token_reading=FLAGS.token_reading,
-        objective_c=FLAGS.objective_c)
+        objective_c=FLAGS.objective_c, force=FLAGS.force)
   except pipeline.SettingError as e:
     raise app.UsageError(str(e))
   except (run_lock.RunLockedError, OSError) as e:  # busy, read-only, full

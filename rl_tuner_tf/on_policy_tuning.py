@@ -28,18 +28,12 @@ from rl_tuner_tf import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf import melody_environment
-from rl_tuner_tf import note_rnn
+from rl_tuner_tf import tuner_base
 from rl_tuner_tf.agents import policies
 from rl_tuner_tf.agents import policy_gradient as pg
 
 
-def _copy(source, name):
-  model = note_rnn.NoteRNN(source.layer_sizes, name=name)
-  model.set_weights(source.get_weights())
-  return model
-
-
-class OnPolicyTuner:
+class OnPolicyTuner(tuner_base.TunerBase):
   """Environment, policy (and value) networks and the PPO / RLOO update."""
 
   def __init__(self, config, note_rnn_model, primer=None, reward_weights=None):
@@ -51,8 +45,8 @@ class OnPolicyTuner:
     self._ppo = config.algorithm == "ppo"
     b = config.pg_num_compositions
     tf.random.set_seed(config.seed)
-    self.q_network = _copy(note_rnn_model, "policy_network")
-    self.reward_rnn = _copy(note_rnn_model, "reward_rnn")
+    self.q_network = tuner_base.copy_network(note_rnn_model, "policy_network")
+    self.reward_rnn = tuner_base.copy_network(note_rnn_model, "reward_rnn")
     self.reward_rnn.trainable = False
     self.env = melody_environment.MelodyEnvironment(
         self.reward_rnn, b, c=config.c, include_log_p=False,
@@ -64,7 +58,8 @@ class OnPolicyTuner:
         token_reading=config.token_reading)
     variables = list(self.q_network.trainable_variables)
     if self._ppo:
-      self.value_network = _copy(note_rnn_model, "value_network")
+      self.value_network = tuner_base.copy_network(note_rnn_model,
+                                                   "value_network")
       self.value_head = tf.keras.layers.Dense(
           1, kernel_initializer="zeros", name="value_head")
       self.value_head.build([None, note_rnn_model.layer_sizes[-1]])
@@ -79,18 +74,16 @@ class OnPolicyTuner:
                                       name="notes_composed")
     self.train_step = tf.Variable(0, dtype=tf.int64, trainable=False,
                                   name="train_step")
-    self._stats = tf.Module(name="train_stats")
+    self._init_base()
     for name in ("loss", "value_loss", "clip_fraction", "updates",
-                 "objective", "kl", "compositions", "bad_loss"):
+                 "objective", "kl", "compositions"):
       setattr(self._stats, name, tf.Variable(0.0, trainable=False, name=name))
-    self._stats.nonfinite = tf.Variable(False, trainable=False)
     parts = dict(policy_network=self.q_network, optimizer=self.optimizer,
                  environment=self.env.trackable, generator=self.generator,
                  notes_composed=self.notes_composed, train_step=self.train_step)
     if self._ppo:
       parts.update(value_network=self.value_network, value_head=self.value_head)
     self.checkpoint = tf.train.Checkpoint(**parts)
-    self._run_fn = tf.function(self._run, autograph=False)
 
   def _value_variables(self):
     """The value network's LSTM (its copied logits layer is unused) + head."""
@@ -204,8 +197,7 @@ class OnPolicyTuner:
 
     def record_bad():
       bad = tf.where(tf.math.is_finite(loss), v_loss, loss)
-      with tf.control_dependencies([self._stats.nonfinite.assign(True),
-                                    self._stats.bad_loss.assign(bad)]):
+      with tf.control_dependencies([self._record_bad_loss(bad)]):
         return tf.identity(self.train_step)
 
     done = tf.cond(finite, apply, record_bad)
@@ -253,35 +245,10 @@ class OnPolicyTuner:
         self.notes_per_iteration)]):
       return self._train(batch)
 
-  def _run(self, num_iterations):
-    def cond(i):
-      return tf.logical_and(i < num_iterations,
-                            tf.logical_not(self._stats.nonfinite))
-
-    def body(i):
-      with tf.control_dependencies([self._iteration()]):
-        return i + 1
-    return tf.while_loop(cond, body, [tf.constant(0)],
-                         parallel_iterations=1)[0]
-
-  # -- public (tuning.Tuner's surface) --------------------------------------------
+  # -- public (tuner_base.TunerBase's surface) -----------------------------
   @property
   def notes_per_iteration(self):
     return self.config.pg_num_compositions * self.config.num_notes_in_melody
-
-  def run(self, num_iterations):
-    """Composes and trains on num_iterations batches of B compositions.
-
-    Returns the number of iterations done (fewer if a loss was not finite;
-    then ``nonfinite_loss`` is set and no update used that loss).
-    """
-    return int(self._run_fn(tf.constant(int(num_iterations))))
-
-  @property
-  def nonfinite_loss(self):
-    if bool(self._stats.nonfinite.numpy()):
-      return float(self._stats.bad_loss.numpy())
-    return None
 
   def read_and_reset_stats(self):
     """Means since the last call: env stats (log_p, r_mt, rules per note),
@@ -304,10 +271,6 @@ class OnPolicyTuner:
                  "kl", "compositions"):
       getattr(s, name).assign(0.0)
     return stats
-
-  @property
-  def num_notes_composed(self):
-    return int(self.notes_composed.numpy())
 
   @property
   def num_updates(self):

@@ -56,14 +56,13 @@ from tf_agents.replay_buffers import tf_uniform_replay_buffer
 
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
-from rl_tuner_tf import note_rnn
 from rl_tuner_tf import on_policy_tuning
+from rl_tuner_tf import tuner_base
 from rl_tuner_tf.agents import exploration
 from rl_tuner_tf.agents import rl_tuner_agent
 from rl_tuner_tf.agents import targets
 from rl_tuner_tf.rewards import token_reading
-
-from rl_tuner_tf.evaluation.generate import FIGURE2_R_MT
+from rl_tuner_tf.rewards.music_theory import FIGURE2_R_MT
 
 
 class ConfigError(ValueError):
@@ -238,15 +237,8 @@ def make_tuner(config, note_rnn_model, primer=None, reward_weights=None):
   return Tuner(config, note_rnn_model, primer, reward_weights)
 
 
-def copy_network(source, name):
-  """A new NoteRNN with the same architecture and weights as ``source``."""
-  model = note_rnn.NoteRNN(source.layer_sizes, name=name)
-  model.set_weights(source.get_weights())
-  return model
-
-
-class Tuner:
-  """Environment, agent, replay buffer and driver of one run."""
+class Tuner(tuner_base.TunerBase):
+  """Environment, agent, replay buffer and driver of one run (off-policy)."""
 
   def __init__(self, config, note_rnn_model, primer=None,
                reward_weights=None, jit_compile=True):
@@ -263,9 +255,12 @@ class Tuner:
     self.config = config
     tf.random.set_seed(config.seed)  # replay sampling's stateful random ops
     b = config.num_compositions
-    self.q_network = copy_network(note_rnn_model, "q_network")
-    self.target_q_network = copy_network(note_rnn_model, "target_q_network")
-    self.reward_rnn = copy_network(note_rnn_model, "reward_rnn")
+    self.q_network = tuner_base.copy_network(
+        note_rnn_model, "q_network")
+    self.target_q_network = tuner_base.copy_network(
+        note_rnn_model, "target_q_network")
+    self.reward_rnn = tuner_base.copy_network(
+        note_rnn_model, "reward_rnn")
     self.reward_rnn.trainable = False
     # The original's G trains the prior through its target (reference 9).
     trains_prior = config.g_updates_prior and config.algorithm == "g"
@@ -314,12 +309,10 @@ class Tuner:
         tf.Variable(s, trainable=False, name=f"policy_state_{i}")
         for i, s in enumerate(state)]
     # Training statistics since the last read_and_reset_train_stats().
-    self._stats = tf.Module(name="train_stats")
+    self._init_base()
     self._stats.loss_sum = tf.Variable(0.0, trainable=False)
     self._stats.loss_count = tf.Variable(0.0, trainable=False)
     self._stats.value_sum = tf.Variable(0.0, trainable=False)
-    self._stats.nonfinite = tf.Variable(False, trainable=False)
-    self._stats.bad_loss = tf.Variable(0.0, trainable=False)
     self.checkpoint = tf.train.Checkpoint(
         q_network=self.q_network, target_q_network=self.target_q_network,
         reward_rnn=self.reward_rnn,
@@ -333,7 +326,6 @@ class Tuner:
     self.jit_compile = bool(jit_compile)
     self._update_loop_fn = tf.function(self._update_loop, autograph=False,
                                        jit_compile=self.jit_compile)
-    self._run_fn = tf.function(self._run, autograph=False)
 
   def _add_to_replay(self, trajectory):
     """The replay observer: stores the trajectory; with
@@ -411,11 +403,6 @@ class Tuner:
     with tf.control_dependencies([done]):
       return tf.constant(True)
 
-  def _record_bad_loss(self, loss):
-    with tf.control_dependencies([self._stats.nonfinite.assign(True),
-                                  self._stats.bad_loss.assign(loss)]):
-      return tf.constant(True)
-
   def _iteration(self):
     b = self.config.num_compositions
     time_step = self.env.current_time_step()
@@ -428,36 +415,10 @@ class Tuner:
       ready = self.replay_buffer.num_frames() >= 2 * b
       return tf.cond(ready, self._train_updates, lambda: tf.constant(False))
 
-  def _run(self, num_iterations):
-    def cond(i):
-      return tf.logical_and(i < num_iterations,
-                            tf.logical_not(self._stats.nonfinite))
-
-    def body(i):
-      with tf.control_dependencies([self._iteration()]):
-        return i + 1
-    return tf.while_loop(cond, body, [tf.constant(0)],
-                         parallel_iterations=1)[0]
-
   # -- public ---------------------------------------------------------------------
   @property
   def notes_per_iteration(self):
     return self.config.num_compositions
-
-  def run(self, num_iterations):
-    """Composes num_iterations * B notes, training as it goes.
-
-    Returns the number of iterations done (fewer if a loss was not finite;
-    then ``nonfinite_loss`` is set and no update used that loss).
-    """
-    return int(self._run_fn(tf.constant(int(num_iterations))))
-
-  @property
-  def nonfinite_loss(self):
-    """None, or the first non-finite loss value seen."""
-    if bool(self._stats.nonfinite.numpy()):
-      return float(self._stats.bad_loss.numpy())
-    return None
 
   def read_and_reset_stats(self):
     """Means since the last call: env stats, loss, Q(s,a), epsilon."""
@@ -473,10 +434,6 @@ class Tuner:
     if self.config.exploration == "egreedy":
       stats["epsilon"] = float(self.epsilon())
     return stats
-
-  @property
-  def num_notes_composed(self):
-    return int(self.notes_composed.numpy())
 
   @property
   def num_updates(self):

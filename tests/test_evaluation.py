@@ -17,6 +17,7 @@ from rl_tuner_tf.evaluation import generate
 from rl_tuner_tf.evaluation import report
 from rl_tuner_tf.evaluation import samples
 from rl_tuner_tf.evaluation import table1
+from rl_tuner_tf.evaluation import wall_time
 
 # A: C4 then 31 holds. Holds count as repeats of the no-event token: the hold
 #    at step t has t-1 holds before it, > 4 from step 6 on -> 26 notes.
@@ -179,6 +180,50 @@ def test_samples_midi_wav_png(tmp_path):
     assert f.getnframes() >= int(32 * step * samples.SAMPLE_RATE) - 1
   assert os.path.getsize(written[1]["wav"]) > 44  # all rests: silence
   assert open(written[0]["png"], "rb").read(4) == b"\x89PNG"
+
+
+def _write_events(path, events):
+  """A TensorBoard event file of (wall_time, step, tag or None) events."""
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for wall, step, tag in events:
+      event = tf.compat.v1.Event(wall_time=wall, step=step)
+      if tag is None:
+        event.file_version = "brain.Event:2"
+      else:
+        event.summary.value.add(tag=tag, simple_value=-1.0)
+      writer.write(event.SerializeToString())
+
+
+def test_wall_time_sums_sessions_and_figure2_gets_wall_time_plots(tmp_path):
+  run = tmp_path / "run" / "q"
+  (run / "tensorboard").mkdir(parents=True)
+  tag = wall_time.FIGURE2_TAG
+  # Session 1: starts at 1000 s, points at steps 0 and 100, ends at 1060.
+  _write_events(run / "tensorboard" / "events.out.tfevents.1000.h.1.0.v2",
+                [(1000.0, 0, None), (1010.0, 0, tag), (1050.0, 100, tag),
+                 (1060.0, 120, "loss")])
+  # Stopped for 940 s; session 2 redoes step 100 and reaches 200.
+  _write_events(run / "tensorboard" / "events.out.tfevents.2000.h.2.0.v2",
+                [(2000.0, 0, None), (2030.0, 100, tag), (2060.0, 200, tag)])
+  assert wall_time.seconds_at_steps(str(run)) == {0: 10.0, 100: 90.0,
+                                                  200: 120.0}
+  assert wall_time.seconds_at_steps(str(tmp_path)) == {}
+  with open(run / "figure2.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["step", "mean_log_p", "mean_r_mt"])
+    for step in (0, 100, 200):
+      w.writerow([step, -1.0 - step / 1e3, step / 1e2])
+  (tmp_path / "run" / "g").mkdir()  # no events: on the notes plot only
+  (tmp_path / "run" / "g" / "figure2.csv").write_text(
+      "step,mean_log_p,mean_r_mt\n0,-1,0\n100,-2,1\n")
+  curves = report.figure2_curves(str(tmp_path / "run"))
+  assert curves["q"][0]["seconds"] == [10.0, 90.0, 120.0]
+  assert curves["g"][0]["seconds"] == [None, None]
+  pngs = report.plot_figure2(str(tmp_path / "run"))
+  assert [os.path.basename(p) for p in pngs] == [
+      "figure2_mean_log_p.png", "figure2_mean_log_p_wall_time.png",
+      "figure2_mean_r_mt.png", "figure2_mean_r_mt_wall_time.png"]
+  assert all(open(p, "rb").read(4) == b"\x89PNG" for p in pngs)
 
 
 def test_figure2_and_report(tmp_path):

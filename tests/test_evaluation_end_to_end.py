@@ -3,6 +3,7 @@
 (a subprocess: its absl flags must not meet other entry points' flags)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -55,6 +56,47 @@ def test_pipeline_run_dir(run_dir):
   assert report_path == str(run_dir / "run" / "report.html")
   page = open(report_path).read()
   assert "<audio" in page and "figure2_mean_log_p" in page
+
+
+def test_rerun_reuses_only_what_is_unchanged(run_dir, tmp_path):
+  """A second evaluation with the same files and settings samples nothing
+  again; a model whose files changed, or a new setting, or force, does."""
+  out = str(tmp_path / "out")
+  shutil.copytree(run_dir / "run", tmp_path / "run")
+  kwargs = dict(note_rnn_checkpoint=str(run_dir / "note_rnn"),
+                run_dir=str(tmp_path / "run"), output_dir=out,
+                num_melodies=10, batch_size=5, num_samples=0)
+
+  def evaluate(**extra):
+    messages = []
+    results = pipeline.run(log=messages.append, **{**kwargs, **extra})[0]
+    reused = {m.split(":")[0] for m in messages if "results reused" in m}
+    return results, reused
+
+  first, reused = evaluate()
+  assert reused == set()
+  table_q = open(os.path.join(out, "q", "table1.json")).read()
+  again, reused = evaluate()
+  assert reused == {"note_rnn", "q", "rl_only"}
+  assert open(os.path.join(out, "q", "table1.json")).read() == table_q
+  for model in first:  # the same numbers, read back (NaN stays NaN)
+    for name in ("mean_log_p", "kl_objective", "notes_not_in_key"):
+      np.testing.assert_equal(again[model].get(name), first[model].get(name))
+  assert open(os.path.join(out, "table1.md")).read()
+
+  # New weights for rl_only: only it is sampled again.
+  model_dir = str(tmp_path / "run" / "rl_only" / "model")
+  algorithm, q_network, reward_rnn, _ = melody_policy.load_tuned(model_dir)
+  q_network.set_weights([w + 0.01 for w in q_network.get_weights()])
+  melody_policy.save_tuned(model_dir, algorithm, q_network, reward_rnn)
+  _, reused = evaluate()
+  assert reused == {"note_rnn", "q"}
+  _, reused = evaluate(num_melodies=12)  # another setting: everything
+  assert reused == set()
+  _, reused = evaluate(num_melodies=12, force=True)
+  assert reused == set()
+  _, reused = evaluate(num_melodies=12)
+  assert reused == {"note_rnn", "q", "rl_only"}
 
 
 def test_bad_settings_fail_fast_naming_the_flag(tmp_path):

@@ -7,11 +7,9 @@ from absl import flags
 from absl.testing import flagsaver
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from rl_tuner_tf import grid
 from rl_tuner_tf import melody_policy
-from rl_tuner_tf import note_rnn
 from rl_tuner_tf import train
 from rl_tuner_tf.evaluation import pipeline
 from rl_tuner_tf.evaluation import report
@@ -27,14 +25,6 @@ TINY = dict(num_notes=400, num_compositions=40, replay_capacity=1000,
 def flags_parsed():
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-  tf.random.set_seed(1)
-  directory = str(tmp_path_factory.mktemp("note_rnn"))
-  note_rnn.save(note_rnn.NoteRNN(), directory)
-  return directory
 
 
 def test_expand_layout_names_only_what_varies(tmp_path):
@@ -70,10 +60,12 @@ def test_group_and_seed():
   assert seeds.group_and_seed("psi_seed1", {"kind": "psi"})[0] == "psi"
 
 
-def test_grid_runs_one_by_one_and_evaluates_over_seeds(flags_parsed, checkpoint,
-                                                       tmp_path):
+def test_grid_runs_one_by_one_and_evaluates_over_seeds(flags_parsed,
+                                                      random_checkpoint,
+                                                      tmp_path):
   out = str(tmp_path / "grid")
-  with flagsaver.flagsaver(note_rnn_checkpoint=checkpoint, report=False,
+  with flagsaver.flagsaver(note_rnn_checkpoint=random_checkpoint,
+                           report=False,
                            output_dir=out, algorithm=["q"], c=["0.5", "2"],
                            seeds=["0", "1"], **TINY):
     specs = train.grid_specs(["q"], out)
@@ -94,7 +86,7 @@ def test_grid_runs_one_by_one_and_evaluates_over_seeds(flags_parsed, checkpoint,
     np.testing.assert_array_equal(x, y)
 
   results, eval_dir, report_path = pipeline.run(
-      note_rnn_checkpoint=checkpoint, run_dir=out, num_melodies=200,
+      note_rnn_checkpoint=random_checkpoint, run_dir=out, num_melodies=200,
       batch_size=200, num_samples=0, log=lambda _: None)
   assert sorted(results) == ["note_rnn", "q_c0.5-seed0", "q_c0.5-seed1",
                              "q_c2-seed0", "q_c2-seed1"]

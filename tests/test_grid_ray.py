@@ -14,11 +14,9 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from rl_tuner_tf import grid
 from rl_tuner_tf import melody_policy
-from rl_tuner_tf import note_rnn
 
 ray = pytest.importorskip(
     "ray", reason='Ray is not installed (pip install -e ".[cluster]")')
@@ -30,23 +28,15 @@ TINY = ["--num_notes=400", "--num_compositions=40", "--replay_capacity=1000",
         "--figure2_every_notes=200", "--checkpoint_every_notes=40"]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-  tf.random.set_seed(1)
-  directory = str(tmp_path_factory.mktemp("note_rnn"))
-  note_rnn.save(note_rnn.NoteRNN(), directory)
-  return directory
-
-
 def _specs(checkpoint, out):
   return grid.expand(["q"], [0.5, 2.0], [0.5], [0, 1], out,
                      flags=TINY + [f"--note_rnn_checkpoint={checkpoint}"])
 
 
 @pytest.fixture(scope="module")
-def one_by_one(checkpoint, tmp_path_factory):
+def one_by_one(random_checkpoint, tmp_path_factory):
   """The same grid, its runs one by one as child processes."""
-  specs = _specs(checkpoint, str(tmp_path_factory.mktemp("one_by_one")))
+  specs = _specs(random_checkpoint, str(tmp_path_factory.mktemp("one_by_one")))
   env = dict(os.environ, PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1")
   for spec in specs:
     assert grid.run_subprocess(spec, log=lambda _: None, env=env,
@@ -94,8 +84,8 @@ def _kill_once_checkpointed(spec, killed, timeout=300):
 
 
 def test_grid_on_local_ray_matches_one_by_one_and_survives_kill_9(
-    checkpoint, one_by_one, tmp_path):
-  specs = _specs(checkpoint, str(tmp_path / "ray"))
+    random_checkpoint, one_by_one, tmp_path):
+  specs = _specs(random_checkpoint, str(tmp_path / "ray"))
   victim = specs[1]
   killed = []
   killer = threading.Thread(target=_kill_once_checkpointed,
@@ -121,11 +111,12 @@ def test_grid_on_local_ray_matches_one_by_one_and_survives_kill_9(
   assert all("already done" in m for m in again) and len(again) == 4
 
 
-def test_train_command_with_parallel_runs(checkpoint, one_by_one, tmp_path):
+def test_train_command_with_parallel_runs(random_checkpoint, one_by_one,
+                                          tmp_path):
   out = str(tmp_path / "grid")
   command = [sys.executable, "-m", "rl_tuner_tf.train", "--algorithm=q",
              "--c=0.5,2", "--seeds=0,1", f"--output_dir={out}",
-             f"--note_rnn_checkpoint={checkpoint}", "--report=false",
+             f"--note_rnn_checkpoint={random_checkpoint}", "--report=false",
              "--parallel_runs=2"] + TINY
   env = dict(os.environ, PYTHONPATH=REPO)
   done = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
@@ -133,16 +124,17 @@ def test_train_command_with_parallel_runs(checkpoint, one_by_one, tmp_path):
   output = done.stdout + done.stderr
   assert done.returncode == 0, output[-3000:]
   assert "local Ray (2 at once)" in output and "Tuning done: 4 run(s)" in output
-  specs = _specs(checkpoint, out)
+  specs = _specs(random_checkpoint, out)
   for spec, ref in zip(specs, one_by_one):
     assert spec.is_done(), output[-3000:]
     _assert_same_networks(spec, ref)
 
 
-def test_a_failing_run_is_reported_not_retried(checkpoint, tmp_path):
+def test_a_failing_run_is_reported_not_retried(random_checkpoint, tmp_path):
   # A setting the run rejects: exit code 1, tried once, the others still run.
   bad = grid.RunSpec("q", 0.5, 0.5, 0, str(tmp_path / "bad"),
-                     ("--num_notes=-5", f"--note_rnn_checkpoint={checkpoint}"))
+                     ("--num_notes=-5",
+                      f"--note_rnn_checkpoint={random_checkpoint}"))
   messages = []
   (spec, code), = grid_ray.run_on_ray([bad], parallel_runs=1,
                                       log=messages.append)

@@ -4,24 +4,11 @@ import re
 import subprocess
 import sys
 
-import pytest
-import tensorflow as tf
-
-from rl_tuner_tf import note_rnn
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What TensorFlow, CUDA probing and gym print when nobody filters them.
 NOISE = re.compile(r"absl::InitializeLog|cudart_stub|cpu_feature_guard|cuInit|"
                    r"cuda_platform|Gym has been unmaintained|deprecat|"
                    r"^[IWE]\d{4} ", re.MULTILINE | re.IGNORECASE)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-  tf.random.set_seed(0)
-  directory = str(tmp_path_factory.mktemp("note_rnn"))
-  note_rnn.save(note_rnn.NoteRNN(), directory)
-  return directory
 
 
 def _train(checkpoint, output_dir, *extra):
@@ -38,16 +25,17 @@ def _train(checkpoint, output_dir, *extra):
                         text=True, timeout=600)
 
 
-def test_main_job_prints_its_progress_not_library_noise(checkpoint, tmp_path):
-  quiet = _train(checkpoint, tmp_path / "quiet")
+def test_main_job_prints_its_progress_not_library_noise(random_checkpoint,
+                                                         tmp_path):
+  quiet = _train(random_checkpoint, tmp_path / "quiet")
   assert quiet.returncode == 0, quiet.stderr[-3000:]
   assert "[q] done" in quiet.stdout
   assert not NOISE.search(quiet.stderr), quiet.stderr[-3000:]
   assert not NOISE.search(quiet.stdout), quiet.stdout[-3000:]
 
 
-def test_verbose_keeps_the_library_lines(checkpoint, tmp_path):
-  loud = _train(checkpoint, tmp_path / "loud", "--verbose")
+def test_verbose_keeps_the_library_lines(random_checkpoint, tmp_path):
+  loud = _train(random_checkpoint, tmp_path / "loud", "--verbose")
   assert loud.returncode == 0, loud.stderr[-3000:]
   assert "[q] done" in loud.stdout
   assert "Gym has been unmaintained" in loud.stderr

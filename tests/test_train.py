@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf import train
+from rl_tuner_tf import tuner_base
 from rl_tuner_tf import tuning
 from rl_tuner_tf.evaluation import generate
 
@@ -25,14 +26,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def flags_parsed():
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
-
-
-@pytest.fixture(scope="module")
-def random_checkpoint(tmp_path_factory):
-  tf.random.set_seed(0)
-  directory = str(tmp_path_factory.mktemp("note_rnn"))
-  note_rnn.save(note_rnn.NoteRNN(), directory)
-  return directory
 
 
 def _note_rnn_loving_one_note():
@@ -127,7 +120,7 @@ def test_primer_pool_primes_the_q_network_like_the_reward_rnn():
   # primes the second ones and acts on their FIRST step inside the driver's
   # loop (replay items 2, the boundary, and 3), after updates.
   for iterations, item in ((1, 0), (1, None), (1, 3)):
-    snapshot = tuning.copy_network(tuner.q_network, "snapshot")
+    snapshot = tuner_base.copy_network(tuner.q_network, "snapshot")
     tuner.run(iterations)
     if item is None:
       continue

@@ -22,11 +22,11 @@ import tensorflow as tf
 
 from data_pipeline import encoding
 from rl_tuner_tf import melody_policy
+from rl_tuner_tf.rewards.music_theory import FIGURE2_R_MT
 
 DEFAULT_BATCH_SIZE = 10000
 ORIGINAL_PRIME_CLASSES = encoding.NUM_CLASSES - 1  # 0..36, the original's draw
 
-FIGURE2_R_MT = ("mean", "last_note")
 
 _SAMPLERS = {}
 

@@ -8,12 +8,18 @@ then <output_dir>/table1.md and the HTML report. A run holding several seeds
 (or a c / gamma grid) also gets <output_dir>/table1.json: every statistic as
 mean +- 95 % confidence interval over seeds with the per-seed values
 (evaluation/seeds.py), and a c sweep its table and plot.
+A model whose results in <output_dir>/<model>/ were computed from the same
+model files, the same settings and the same statistics code is not sampled
+again (its table1.json holds that ``evaluation_key``): rerunning an
+evaluation that was killed, or one over a grid that grew, only evaluates
+what is new or changed. ``force`` evaluates everything.
 Every model also gets the KL-regularised objective (objective.py) with its
 95 % CI, at the c of its run (tuned.json's config), the Note RNN at the c its
 run's tuned models share; ``objective_c`` overrides both; else
 objective.DEFAULT_C.
 """
 import glob
+import hashlib
 import json
 import math
 import os
@@ -141,27 +147,105 @@ def objective_cs(note_rnn_checkpoint, tuned_model_dirs, objective_c=None):
   return ([note] if note_rnn_checkpoint else []) + tuned
 
 
+def _hash_files(paths, root=None):
+  digest = hashlib.sha256()
+  for path in sorted(paths):
+    digest.update(os.path.relpath(path, root or "/").encode() + b"\0")
+    with open(path, "rb") as f:
+      for chunk in iter(lambda: f.read(1 << 20), b""):
+        digest.update(chunk)
+  return digest.hexdigest()
+
+
+def model_fingerprint(directory):
+  """sha256 of every file under a model or checkpoint directory (names and
+  contents): two directories with the same files give the same value."""
+  paths = [os.path.join(d, n) for d, _, names in os.walk(directory)
+           for n in names if not n.startswith(".")]
+  return _hash_files(paths, root=directory)
+
+
+def statistics_code_fingerprint():
+  """sha256 of the code that turns a model into its results (sampling,
+  Table 1, the objective, the rules): results computed by other code are not
+  reused."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  rewards = os.path.join(os.path.dirname(here), "rewards")
+  paths = [os.path.join(here, n) for n in ("generate.py", "table1.py",
+                                           "objective.py")]
+  paths += glob.glob(os.path.join(rewards, "*.py"))
+  return _hash_files(paths, root=os.path.dirname(here))
+
+
+def _from_json(value):
+  """table1.json -> stats as compute_table1 gives them (null -> NaN)."""
+  if isinstance(value, dict):
+    return {k: _from_json(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_from_json(v) for v in value]
+  return float("nan") if value is None else value
+
+
+def _reusable(model_dir, key, num_samples):
+  """The stats saved in model_dir when they were computed with ``key`` and
+  every output is there; else None."""
+  wanted = ["melodies.npy", "log_p.npy"] + (["samples"] if num_samples else [])
+  if not all(os.path.exists(os.path.join(model_dir, n)) for n in wanted):
+    return None
+  try:
+    with open(os.path.join(model_dir, "table1.json")) as f:
+      saved = json.load(f)
+  except (OSError, ValueError):
+    return None
+  if not isinstance(saved, dict) or saved.get("evaluation_key") != key:
+    return None
+  return _from_json(saved)
+
+
 def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
                     batch_size=generate.DEFAULT_BATCH_SIZE, num_notes=32,
                     num_samples=5, prime_all_classes=False, token_reading=None,
-                    log=print, objective_c=None):
+                    log=print, objective_c=None, fingerprints=None,
+                    reuse=True):
   """Generates, scores and writes each model; returns {name: stats}.
 
   token_reading: how the rules read tokens 0/1 for every model; None: each
   tuned model's own (from its run's settings), and theirs for the Note RNN.
   objective_c: c of the KL-regularised objective: one number, or a list
   (one per model); None: objective.DEFAULT_C.
+  fingerprints: one per model (model_fingerprint of its files), or None;
+  each model's results record their evaluation_key (its fingerprint, the
+  settings, the statistics code), and with ``reuse`` a model whose saved
+  results carry the same key is not sampled again.
   """
   if token_reading is not None:
     reading_lib.check_reading(token_reading)
   default_reading = token_reading or common_token_reading(models)
   if objective_c is None or isinstance(objective_c, (int, float)):
     objective_c = [objective_c or objective.DEFAULT_C] * len(models)
+  if fingerprints is None:
+    fingerprints = [None] * len(models)
+  code = statistics_code_fingerprint() if any(fingerprints) else None
   results = {}
-  for (name, kind, q_network, reward_rnn, settings), c in zip(models,
-                                                               objective_c):
+  for (name, kind, q_network, reward_rnn, settings), c, fingerprint in zip(
+      models, objective_c, fingerprints):
     reading = token_reading or settings.get("token_reading", default_reading)
     model_dir = os.path.join(output_dir, name)
+    key = None
+    if fingerprint:
+      key = {"model_files": fingerprint, "statistics_code": code,
+             "kind": kind, "num_melodies": int(num_melodies),
+             "seed": int(seed), "batch_size": int(batch_size),
+             "num_notes": int(num_notes),
+             "prime_all_classes": bool(prime_all_classes),
+             "token_reading": reading, "objective_c": float(c),
+             "num_samples": int(num_samples)}
+      saved = _reusable(model_dir, key, num_samples) if reuse else None
+      if saved is not None:
+        log(f"{name}: results reused from {model_dir} (same model files, "
+            "settings and statistics code)")
+        results[name] = saved
+        continue
     os.makedirs(model_dir, exist_ok=True)
     start = time.time()
     tokens, log_p, log_pi = generate.generate_melodies(
@@ -179,6 +263,8 @@ def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
                   "prime_all_classes": bool(prime_all_classes),
                   "generation_seconds": round(generated - start, 2),
                   "statistics_seconds": round(scored - generated, 2)})
+    if key is not None:
+      stats["evaluation_key"] = key
     atomic_files.save_npy(os.path.join(model_dir, "melodies.npy"), tokens)
     atomic_files.save_npy(os.path.join(model_dir, "log_p.npy"), log_p)
     atomic_files.write_json(os.path.join(model_dir, "table1.json"),
@@ -202,12 +288,14 @@ def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
         tuned_model_dirs=(), run_dir=None, output_dir=None,
         num_melodies=100000, seed=0, batch_size=generate.DEFAULT_BATCH_SIZE,
         num_notes=32, num_samples=5, prime_all_classes=False,
-        token_reading=None, log=print, objective_c=None):
+        token_reading=None, log=print, objective_c=None, force=False):
   """The whole job -> (results {model: stats}, output_dir, report path).
 
   run_dir: a training run; when tuned_model_dirs is empty every tuned model
   in it is evaluated, output_dir defaults to <run_dir>/evaluation and the
   report (with the run's Figure 2) goes to <run_dir>/report.html.
+  force: sample every model again, even where results computed from the same
+  files and settings are already in output_dir.
   """
   check_settings(num_melodies, batch_size, num_notes, num_samples, run_dir)
   if objective_c is not None and not (math.isfinite(objective_c) and
@@ -219,13 +307,17 @@ def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
   output_dir = output_dir or (os.path.join(run_dir, "evaluation") if run_dir
                               else os.path.join("runs", "evaluation"))
   models = load_models(note_rnn_checkpoint, tuned, run_dir=run_dir)
+  fingerprints = [model_fingerprint(d) for d in
+                  ([note_rnn_checkpoint] if note_rnn_checkpoint else []) +
+                  tuned]
   with run_lock.hold(output_dir, log=log):  # one evaluation per output_dir
     results = evaluate_models(
         models, output_dir, num_melodies=num_melodies, seed=seed,
         batch_size=batch_size, num_notes=num_notes, num_samples=num_samples,
         prime_all_classes=prime_all_classes, token_reading=token_reading,
         log=log,
-        objective_c=objective_cs(note_rnn_checkpoint, tuned, objective_c))
+        objective_c=objective_cs(note_rnn_checkpoint, tuned, objective_c),
+        fingerprints=fingerprints, reuse=not force)
     report_path = report.write_report(run_dir or output_dir,
                                       eval_dir=output_dir)
   return results, output_dir, report_path

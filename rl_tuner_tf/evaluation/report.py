@@ -4,6 +4,8 @@ Layout read here (written by ``rl_tuner_tf.train`` and ``rl_tuner_tf.evaluate``)
   <run_dir>/<algorithm>/figure2.csv       columns step,mean_log_p,mean_r_mt
   <run_dir>/<point>/<algorithm>/figure2.csv   the same, one per grid point
                                           (seeds: mean with a 95 % CI band)
+  <run_dir>/[<point>/]<algorithm>/tensorboard/  when each point was written:
+                                          Figure 2 against tuning wall time
   <eval_dir>/<model>/table1.json          Table 1 statistics of one model
   <eval_dir>/<model>/samples/*.png|.wav   piano rolls and audio
 where eval_dir is <run_dir>/evaluation when it exists, else <run_dir>.
@@ -20,6 +22,7 @@ import os
 from data_pipeline import atomic_files
 from rl_tuner_tf.evaluation import seeds
 from rl_tuner_tf.evaluation import table1
+from rl_tuner_tf.evaluation import wall_time
 
 FIGURE2_CSV = "figure2.csv"
 FIGURE2_QUANTITIES = (
@@ -64,6 +67,8 @@ def figure2_curves(run_dir):
       data = read_figure2_csv(path)
       if not data["step"]:
         continue
+      at = wall_time.seconds_at_steps(os.path.dirname(path))
+      data["seconds"] = [at.get(step) for step in data["step"]]
       parts = os.path.relpath(os.path.dirname(path), run_dir).split(os.sep)
       algorithm = parts[-1]
       name = "_".join([algorithm] + parts[:-1])
@@ -83,12 +88,27 @@ def mean_curve(runs, key):
           None if any(h is None for h in halves) else halves)
 
 
+def _with_seconds(runs):
+  """Each run's points that have a wall time, as curves over those steps
+  (a step is kept only when every run has its time)."""
+  timed = [{s for s, t in zip(r["step"], r["seconds"]) if t is not None}
+           for r in runs]
+  common = set.intersection(*timed)
+  return [{k: [v for s, v in zip(r["step"], r[k]) if s in common]
+           for k in ("step", "mean_log_p", "mean_r_mt", "seconds")}
+          for r in runs]
+
+
 def plot_figure2(run_dir, output_dir=None):
-  """One PNG per quantity, every algorithm's curve on it -> [png paths]; a
-  group of seeds is drawn as its mean with a 95 % confidence band.
+  """Two PNGs per quantity, every algorithm's curve on each -> [png paths]:
+  against notes composed (figure2_<quantity>.png, the paper's Figure 2) and
+  against tuning wall time (figure2_<quantity>_wall_time.png, the seeds'
+  mean time at each point). A group of seeds is drawn as its mean with a
+  95 % confidence band.
 
   Reads <run_dir>/<algorithm>/figure2.csv and <run_dir>/<point>/<algorithm>/
-  figure2.csv; returns [] when there is none.
+  figure2.csv, and their runs' TensorBoard events for the wall time; returns
+  [] when there is no figure2.csv.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -98,29 +118,37 @@ def plot_figure2(run_dir, output_dir=None):
     return []
   output_dir = output_dir or run_dir
   os.makedirs(output_dir, exist_ok=True)
+  timed = {name: _with_seconds(runs) for name, runs in curves.items()}
+  timed = {name: runs for name, runs in timed.items() if runs[0]["step"]}
+  axes = [("", "training step (notes)", curves)]
+  if timed:
+    axes.append(("_wall_time", "tuning wall time (s)", timed))
   paths = []
   for key, label in FIGURE2_QUANTITIES:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in _order(curves):
-      steps, mean, half = mean_curve(curves[name], key)
-      n = len(curves[name])
-      line, = ax.plot(steps, mean, marker="o", markersize=3,
-                      label=name if n == 1 else f"{name} (mean of {n})")
-      if half is not None:
-        ax.fill_between(steps, [m - h for m, h in zip(mean, half)],
-                        [m + h for m, h in zip(mean, half)],
-                        color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("training step (notes)")
-    ax.set_ylabel(label)
-    ax.set_title(f"Figure 2: {label}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = os.path.join(output_dir, f"figure2_{key}.png")
-    with atomic_files.open_atomic(path, "wb") as f:
-      fig.savefig(f, dpi=100, format="png")
-    plt.close(fig)
-    paths.append(path)
+    for suffix, x_label, groups in axes:
+      fig, ax = plt.subplots(figsize=(6, 4))
+      for name in _order(groups):
+        steps, mean, half = mean_curve(groups[name], key)
+        # Against wall time: the seeds' mean time at each of those steps.
+        x = mean_curve(groups[name], "seconds")[1] if suffix else steps
+        n = len(groups[name])
+        line, = ax.plot(x, mean, marker="o", markersize=3,
+                        label=name if n == 1 else f"{name} (mean of {n})")
+        if half is not None:
+          ax.fill_between(x, [m - h for m, h in zip(mean, half)],
+                          [m + h for m, h in zip(mean, half)],
+                          color=line.get_color(), alpha=0.2, linewidth=0)
+      ax.set_xlabel(x_label)
+      ax.set_ylabel(label)
+      ax.set_title(f"Figure 2: {label}")
+      ax.grid(alpha=0.3)
+      ax.legend()
+      fig.tight_layout()
+      path = os.path.join(output_dir, f"figure2_{key}{suffix}.png")
+      with atomic_files.open_atomic(path, "wb") as f:
+        fig.savefig(f, dpi=100, format="png")
+      plt.close(fig)
+      paths.append(path)
   return paths
 
 

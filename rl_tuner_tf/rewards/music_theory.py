@@ -28,6 +28,10 @@ BUILTIN_RULES = ("key", "tonic", "repetition", "autocorrelation", "motif",
                  "unique_extremes")
 DEFAULT_WEIGHTS = {name: 1.0 for name in BUILTIN_RULES}
 
+# How Figure 2 reads r_MT for a melody: its mean per note (the paper's
+# reference) or its last note only (what the original's evaluation computed).
+FIGURE2_R_MT = ("mean", "last_note")
+
 EVENT_NAMES = ("not_in_key", "starts_with_tonic", "repeated", "in_motif",
                "in_repeated_motif", "leap_resolved", "leap_doubled")
 
