@@ -27,6 +27,7 @@ worker processes (`--direct_running_mode=multi_processing`), or in this
 process for one worker. Any other runner (FlinkRunner, SparkRunner,
 PortableRunner, ...) takes its settings from the pass-through options.
 """
+import contextlib
 import hashlib
 import json
 import logging
@@ -95,9 +96,30 @@ def make_options(runner=LOCAL_RUNNER, num_workers=None, extra_options=()):
     if "direct_running_mode" not in given:
       settings["direct_running_mode"] = ("multi_processing" if workers > 1
                                          else "in_memory")
+    if "default_sdk_harness_log_level" not in given and not _verbose():
+      settings["default_sdk_harness_log_level"] = "ERROR"
   elif runner == "FlinkRunner" and num_workers and "parallelism" not in given:
     settings["parallelism"] = num_workers
   return beam_options.PipelineOptions(extra_options, **settings)
+
+
+def _verbose():
+  from rl_tuner_tf import keras_setup  # pylint: disable=g-import-not-at-top
+  return keras_setup.verbose_requested()
+
+
+@contextlib.contextmanager
+def _quiet_beam_logs():
+  """Beam's INFO lines (job service, worker start and stop, each worker's own
+  log lines relayed) off the console, unless --verbose / RL_TUNER_TF_VERBOSE."""
+  beam_logger = logging.getLogger("apache_beam")
+  level = beam_logger.level
+  if not _verbose():
+    beam_logger.setLevel(logging.WARNING)
+  try:
+    yield
+  finally:
+    beam_logger.setLevel(level)
 
 
 def describe_runner(options):
@@ -270,7 +292,7 @@ def run(midi_dir, relative_paths, output_dir, config, options,
   summary_path = os.path.join(output_dir, SUMMARY)
   if os.path.exists(summary_path):
     os.remove(summary_path)
-  with beam.Pipeline(options=options) as pipeline:
+  with _quiet_beam_logs(), beam.Pipeline(options=options) as pipeline:
     build_pipeline(pipeline, midi_dir, relative_paths, output_dir,
                    config.melody, config.validation_percent,
                    config.melodies_per_shard, timeout_s=timeout_s,
