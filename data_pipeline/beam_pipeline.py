@@ -33,23 +33,27 @@ import json
 import logging
 import math
 import os
+import re
 import shlex
 import sys
+import threading
 import time
 
 
 def _import_beam():
-  """Imports Beam; its import-time root-logger warning about Google Cloud
-  client libraries ("apitools not found", irrelevant here) would otherwise
-  print and configure the root logger (logging.basicConfig)."""
+  """Imports Beam without its import-time log lines about Google Cloud
+  client libraries ("apitools not found", BigQuery; irrelevant here), which
+  would also configure the root logger (logging.basicConfig)."""
   root = logging.getLogger()
-  sink = logging.NullHandler()
-  root.addHandler(sink)
+  sink, level = logging.NullHandler(), root.level
+  root.addHandler(sink)  # no basicConfig from logging.warning()
+  root.setLevel(logging.ERROR)  # whatever handlers the caller set up
   try:
     import apache_beam  # pylint: disable=g-import-not-at-top
     from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
   finally:
     root.removeHandler(sink)
+    root.setLevel(level)
   return apache_beam, pipeline_options
 
 
@@ -115,11 +119,50 @@ def _quiet_beam_logs():
   beam_logger = logging.getLogger("apache_beam")
   level = beam_logger.level
   if not _verbose():
-    beam_logger.setLevel(logging.WARNING)
+    beam_logger.setLevel(logging.ERROR)
   try:
     yield
   finally:
     beam_logger.setLevel(level)
+
+
+# What Beam's worker processes log to the stderr they share with this one
+# (their start-up and shut-down lines; their log level is not an option the
+# local runner passes them); anything else (progress, errors) goes through.
+_WORKER_NOISE = re.compile(r"^(DEBUG|INFO|WARNING):(__main__|root|apache_beam)\b")
+
+
+@contextlib.contextmanager
+def _filtered_worker_stderr():
+  """Filters _WORKER_NOISE, line by line as it comes, from file descriptor 2
+  while local worker processes run (they inherit it)."""
+  if _verbose():
+    yield
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  read_fd, write_fd = os.pipe()
+  os.dup2(write_fd, 2)
+  os.close(write_fd)
+
+  def pump():
+    with os.fdopen(read_fd, "rb") as pipe:
+      for line in pipe:
+        if not _WORKER_NOISE.match(line.decode("utf-8", "replace")):
+          try:
+            os.write(saved, line)
+          except OSError:
+            return
+  thread = threading.Thread(target=pump, name="beam-stderr", daemon=True)
+  thread.start()
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)  # the pipe ends when the last worker has exited
+    thread.join(timeout=10)
+    if not thread.is_alive():
+      os.close(saved)
 
 
 def describe_runner(options):
@@ -292,7 +335,14 @@ def run(midi_dir, relative_paths, output_dir, config, options,
   summary_path = os.path.join(output_dir, SUMMARY)
   if os.path.exists(summary_path):
     os.remove(summary_path)
-  with _quiet_beam_logs(), beam.Pipeline(options=options) as pipeline:
+  direct = options.view_as(beam_options.DirectOptions)
+  local_processes = (
+      options.view_as(beam_options.StandardOptions).runner == LOCAL_RUNNER and
+      direct.direct_running_mode == "multi_processing")
+  filtered = (_filtered_worker_stderr() if local_processes
+              else contextlib.nullcontext())
+  with _quiet_beam_logs(), filtered, beam.Pipeline(
+      options=options) as pipeline:
     build_pipeline(pipeline, midi_dir, relative_paths, output_dir,
                    config.melody, config.validation_percent,
                    config.melodies_per_shard, timeout_s=timeout_s,

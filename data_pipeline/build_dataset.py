@@ -48,6 +48,10 @@ class NoUsableMelodiesError(ValueError):
   """Raised when a directory yields no melody at all."""
 
 
+class PipelineFailedError(RuntimeError):
+  """The Beam pipeline failed (e.g. a worker could not write a shard)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   """Everything that changes the output (all of it is fingerprinted)."""
@@ -131,7 +135,8 @@ def build_dataset(midi_dir, output_dir, config=PipelineConfig(),
   Raises NoUsableMelodiesError naming `midi_dir` when no file yields a melody,
   NotADirectoryError when `midi_dir` is not a directory,
   run_lock.RunLockedError when another process builds into `output_dir`,
-  ValueError for Beam options that name the runner.
+  ValueError for Beam options that name the runner, OSError (in-process
+  runner) or PipelineFailedError (worker processes) when writing fails.
   file_timeout_s: a file that takes longer to parse is skipped ("parse
   timeout"); default convert.DEFAULT_TIMEOUT_S.
   runner, beam_options: the Beam runner and pass-through Beam pipeline
@@ -147,7 +152,8 @@ def build_dataset(midi_dir, output_dir, config=PipelineConfig(),
   options = beam_pipeline.make_options(runner, num_workers, beam_options)
   with run_lock.hold(output_dir, log=log):
     return _build_locked(midi_dir, output_dir, config, options, force,
-                         progress_every_s, log, file_timeout_s)
+                         progress_every_s, log, file_timeout_s,
+                         (runner, num_workers, beam_options))
 
 
 def _remove_shards(output_dir, partial):
@@ -160,7 +166,7 @@ def _remove_shards(output_dir, partial):
 
 
 def _build_locked(midi_dir, output_dir, config, options, force,
-                  progress_every_s, log, file_timeout_s):
+                  progress_every_s, log, file_timeout_s, runner_args):
   if file_timeout_s is None:
     from data_pipeline import convert  # pylint: disable=g-import-not-at-top
     file_timeout_s = convert.DEFAULT_TIMEOUT_S
@@ -175,6 +181,10 @@ def _build_locked(midi_dir, output_dir, config, options, force,
         f"{time.time() - t0:.2f}s)")
     return manifest
 
+  runner, num_workers, beam_options = runner_args
+  if runner == beam_pipeline.LOCAL_RUNNER and len(files) < 8:
+    # Worker processes take seconds to start: not worth it for a few files.
+    options = beam_pipeline.make_options(runner, 1, beam_options)
   log(f"[data_pipeline] parsing {len(files)} files under {midi_dir} on "
       f"Beam's {beam_pipeline.describe_runner(options)}")
   os.makedirs(output_dir, exist_ok=True)
@@ -183,6 +193,17 @@ def _build_locked(midi_dir, output_dir, config, options, force,
     summary = beam_pipeline.run(
         midi_dir, [f[0] for f in files], output_dir, config, options,
         timeout_s=file_timeout_s, progress_every_s=progress_every_s)
+  except OSError:  # raised here by the in-process runner: as it is
+    _remove_shards(output_dir, partial=True)
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # A worker's error reaches the driver as the runner's RuntimeError
+    # holding the worker's traceback: told in its last line.
+    _remove_shards(output_dir, partial=True)
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    raise PipelineFailedError(
+        f"the Beam pipeline building {output_dir} failed: "
+        f"{lines[-1] if lines else type(e).__name__}") from e
   except BaseException:
     _remove_shards(output_dir, partial=True)
     raise
@@ -333,7 +354,8 @@ def main(argv):
                              file_timeout_s=flags_.file_timeout_s,
                              runner=flags_.runner,
                              beam_options=flags_.beam_pipeline_options)
-  except (NoUsableMelodiesError, run_lock.RunLockedError) + _io_errors() as e:
+  except (NoUsableMelodiesError, PipelineFailedError,
+          run_lock.RunLockedError) + _io_errors() as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(json.dumps({k: manifest[k] for k in (
