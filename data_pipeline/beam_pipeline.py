@@ -320,13 +320,18 @@ def build_pipeline(pipeline, midi_dir, relative_paths, output_dir,
       | "ByShard" >> beam.GroupByKey()
       | "WriteShards" >> beam.Map(_write_shard, output_dir))
   stats = parsed[_STATS] | "SumStats" >> beam.CombinePerKey(sum)
+  # Collected by a transform, not read as a side input straight from the
+  # tagged output: BundleBasedDirectRunner (2.77) hands such a side input
+  # every output of the ParDo, whatever its tag.
+  skipped = parsed[_SKIPPED] | "AllSkipped" >> beam.combiners.ToList()
   return (
       pipeline
       | "Once" >> beam.Create([None])
       | "Summary" >> beam.Map(
-          _write_summary, output_dir, layout_side,
-          beam.pvalue.AsList(shards), beam.pvalue.AsList(parsed[_SKIPPED]),
-          beam.pvalue.AsDict(stats)))
+          _write_summary, output_dir, layout=layout_side,
+          shards=beam.pvalue.AsList(shards),
+          skipped=beam.pvalue.AsSingleton(skipped),
+          stats=beam.pvalue.AsDict(stats)))
 
 
 def run(midi_dir, relative_paths, output_dir, config, options,
