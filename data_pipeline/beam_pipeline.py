@@ -100,8 +100,6 @@ def make_options(runner=LOCAL_RUNNER, num_workers=None, extra_options=()):
     if "direct_running_mode" not in given:
       settings["direct_running_mode"] = ("multi_processing" if workers > 1
                                          else "in_memory")
-    if "default_sdk_harness_log_level" not in given and not _verbose():
-      settings["default_sdk_harness_log_level"] = "ERROR"
   elif runner == "FlinkRunner" and num_workers and "parallelism" not in given:
     settings["parallelism"] = num_workers
   return beam_options.PipelineOptions(extra_options, **settings)
