@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import os
-import re
 import shlex
 import sys
 import threading
@@ -112,28 +111,31 @@ def _verbose():
 
 @contextlib.contextmanager
 def _quiet_beam_logs():
-  """Beam's INFO lines (job service, worker start and stop, each worker's own
-  log lines relayed) off the console, unless --verbose / RL_TUNER_TF_VERBOSE."""
+  """Beam's log lines (job service, worker start and stop, each worker's log
+  relayed, a failed bundle's traceback: the error itself is raised and
+  reported) off the console, unless --verbose / RL_TUNER_TF_VERBOSE."""
   beam_logger = logging.getLogger("apache_beam")
   level = beam_logger.level
   if not _verbose():
-    beam_logger.setLevel(logging.ERROR)
+    beam_logger.setLevel(logging.CRITICAL)
   try:
     yield
   finally:
     beam_logger.setLevel(level)
 
 
-# What Beam's worker processes log to the stderr they share with this one
-# (their start-up and shut-down lines; their log level is not an option the
-# local runner passes them); anything else (progress, errors) goes through.
-_WORKER_NOISE = re.compile(r"^(DEBUG|INFO|WARNING):(__main__|root|apache_beam)\b")
+# Beam's worker processes share this process's stderr and log their start,
+# stop and, for a failed bundle, the traceback there (their log level is not
+# an option the local runner passes on); the driver reports a failure in one
+# line (build_dataset.PipelineFailedError). Without --verbose only the
+# pipeline's own lines pass.
+_KEPT_PREFIX = b"[data_pipeline]"
 
 
 @contextlib.contextmanager
 def _filtered_worker_stderr():
-  """Filters _WORKER_NOISE, line by line as it comes, from file descriptor 2
-  while local worker processes run (they inherit it)."""
+  """Keeps only _KEPT_PREFIX lines, as they come, on file descriptor 2 while
+  local worker processes run (they inherit it); everything with --verbose."""
   if _verbose():
     yield
     return
@@ -144,13 +146,14 @@ def _filtered_worker_stderr():
   os.close(write_fd)
 
   def pump():
+    writable = True
     with os.fdopen(read_fd, "rb") as pipe:
-      for line in pipe:
-        if not _WORKER_NOISE.match(line.decode("utf-8", "replace")):
+      for line in pipe:  # drained to the end, or the workers would block
+        if writable and line.startswith(_KEPT_PREFIX):
           try:
             os.write(saved, line)
-          except OSError:
-            return
+          except OSError:  # e.g. stderr is a file and the disk is full
+            writable = False
   thread = threading.Thread(target=pump, name="beam-stderr", daemon=True)
   thread.start()
   try:
