@@ -36,6 +36,10 @@ setup(
         "matplotlib",
         "tensorboard",
         "scipy",  # evaluation's confidence intervals (Student t)
+        # The data pipeline (data_pipeline/beam_pipeline.py); [tfrecord] brings crcmod for
+        # WriteToTFRecord. 2.77 moves protobuf to 6.33, pillow < 13, python-dateutil < 3,
+        # which the rest of the set accepts (shared/docs/dependencies.md).
+        "apache-beam[tfrecord]==2.77.*",
     ],
     extras_require={
         "study": _STUDY,

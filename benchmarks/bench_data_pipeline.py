@@ -1,14 +1,22 @@
 r"""Benchmark: embedded corpus build and MIDI pipeline throughput, cold and cached.
 
     python benchmarks/bench_data_pipeline.py [--root=DIR] [--num_workers=N]
+        [--midi_dir=generated/corpus_midi] [--repeats=1]
 
 Cold runs build into DIR (default: a fresh temporary directory, deleted
-afterwards; give --root to keep the result).  Prints one table:
-stage, items, seconds, items/s.  Not a test: numbers depend on the machine.
+afterwards; give --root to keep the result).  The cold MIDI -> TFRecords build
+runs twice per repeat, alternating the order: the Apache Beam pipeline
+(data_pipeline.build_dataset, the production path) and the pre-Beam baseline
+(benchmarks/pre_beam_baseline.py: the old multiprocessing Pool, kept here
+only to compare against); both must write byte-identical shards, and the
+ratio Beam / pre-Beam (median seconds over repeats) is printed (target
+<= 1.2).  Prints one table: stage, items, seconds, items/s.  Not a test:
+numbers depend on the machine.
 """
 import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -20,8 +28,8 @@ from rl_tuner_tf import keras_setup  # noqa: E402,F401  (before tensorflow)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from data_pipeline import build_dataset  # noqa: E402
 from data_pipeline import corpus  # noqa: E402
+import pre_beam_baseline  # noqa: E402  (benchmarks/, the old Pool build)
 
 _ROOT = flags.DEFINE_string("root", None, "Build here (default: temp dir).")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", os.cpu_count() or 1,
@@ -29,6 +37,9 @@ _NUM_WORKERS = flags.DEFINE_integer("num_workers", os.cpu_count() or 1,
 _MIDI_DIR = flags.DEFINE_string(
     "midi_dir", None, "Skip the ABC stage and run the MIDI pipeline on this "
     "existing MIDI tree (e.g. generated/corpus_midi); records go under --root.")
+_REPEATS = flags.DEFINE_integer("repeats", 1, "Cold MIDI -> TFRecords builds "
+                                "per pipeline (median reported).",
+                                lower_bound=1)
 _READ_BATCH = flags.DEFINE_integer("read_batch", 128, "Batch size for the "
                                    "tf.data read benchmark.")
 
@@ -44,8 +55,25 @@ def _cpu_seconds():
   return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _same_shards(beam_dir, base_dir, beam_manifest, base_summary):
+  """Both builds wrote the same shard files, byte for byte, and skipped the
+  same files for the same reasons."""
+  names = sorted(n for s in beam_manifest["splits"].values()
+                 for n in s["shards"])
+  if names != sorted(n for s in base_summary["splits"].values() for n in s):
+    return False
+  for name in names:
+    with open(os.path.join(beam_dir, name), "rb") as f1, open(
+        os.path.join(base_dir, name), "rb") as f2:
+      if f1.read() != f2.read():
+        return False
+  return (beam_manifest["skipped"] == base_summary["skipped"] and
+          beam_manifest["extraction_stats"] == base_summary["extraction_stats"])
+
+
 def main(argv):
   del argv
+  from data_pipeline import build_dataset  # pylint: disable=g-import-not-at-top
   root = _ROOT.value or tempfile.mkdtemp(prefix="bench_corpus_")
   workers = _NUM_WORKERS.value
   rows = []
@@ -68,11 +96,34 @@ def main(argv):
       rows.append(("ABC -> MIDI, cold", f"{abc['tunes']} tunes", cold_abc,
                    abc["tunes"] / cold_abc, f"{cpu_abc:.0f} CPU-s"))
 
-    t, c = time.time(), _cpu_seconds()
-    m = build_dataset.build_dataset(midi_dir, tf_dir, num_workers=workers,
-                                    force=True, log=_quiet)
-    cold_midi, cpu_midi = time.time() - t, _cpu_seconds() - c
-    rows.append(("MIDI -> TFRecords, cold", f"{m['files_seen']} files",
+    # Cold MIDI -> TFRecords: Beam (production) and the pre-Beam baseline,
+    # alternating which goes first, each into its own fresh directory.
+    base_dir = os.path.join(root, "pre_beam_tfrecords")
+    times = {"beam": [], "pre-Beam": []}
+    cpus = {"beam": [], "pre-Beam": []}
+    for repeat in range(_REPEATS.value):
+      order = ("pre-Beam", "beam") if repeat % 2 == 0 else ("beam", "pre-Beam")
+      for which in order:
+        shutil.rmtree(tf_dir if which == "beam" else base_dir,
+                      ignore_errors=True)
+        t, c = time.time(), _cpu_seconds()
+        if which == "beam":
+          m = build_dataset.build_dataset(midi_dir, tf_dir,
+                                          num_workers=workers, force=True,
+                                          log=_quiet)
+        else:
+          b = pre_beam_baseline.build(midi_dir, base_dir,
+                                      build_dataset.PipelineConfig(), workers)
+        times[which].append(time.time() - t)
+        cpus[which].append(_cpu_seconds() - c)
+    identical = _same_shards(tf_dir, base_dir, m, b)
+    cold_midi, cpu_midi = statistics.median(times["beam"]), statistics.median(
+        cpus["beam"])
+    cold_base = statistics.median(times["pre-Beam"])
+    rows.append(("MIDI -> TFRecords, cold, pre-Beam", f"{b['files_seen']} files",
+                 cold_base, b["files_seen"] / cold_base,
+                 f"{statistics.median(cpus['pre-Beam']):.0f} CPU-s"))
+    rows.append(("MIDI -> TFRecords, cold, Beam", f"{m['files_seen']} files",
                  cold_midi, m["files_seen"] / cold_midi,
                  f"{m['melodies'] / cold_midi:.0f} mel/s, {cpu_midi:.0f} CPU-s"))
     rows.append(("corpus total, cold", f"{m['melodies']} melodies",
@@ -125,13 +176,20 @@ def main(argv):
           f"{m['melodies']} (train {m['splits']['train']['melodies']}, "
           f"validation {m['splits']['validation']['melodies']}), steps "
           f"{m['steps']}\n")
-    print(f"| {'stage':32s} | {'items':18s} | {'seconds':>8s} | "
+    print(f"| {'stage':34s} | {'items':18s} | {'seconds':>8s} | "
           f"{'items/s':>9s} | {'':22s} |")
-    print(f"|{'-' * 34}|{'-' * 20}|{'-' * 10}|{'-' * 11}|{'-' * 24}|")
+    print(f"|{'-' * 36}|{'-' * 20}|{'-' * 10}|{'-' * 11}|{'-' * 24}|")
     for stage, items, seconds, rate, extra in rows:
-      print(f"| {stage:32s} | {items:18s} | {seconds:8.2f} | {rate:9.1f} | "
+      print(f"| {stage:34s} | {items:18s} | {seconds:8.2f} | {rate:9.1f} | "
             f"{extra:22s} |")
-    print(f"\ncold corpus -> TFRecords: {cold_abc + cold_midi:.1f}s wall "
+    print(f"\ncold MIDI -> TFRecords ({_REPEATS.value} run(s) each, median): "
+          f"Beam {cold_midi:.1f}s on {m['runner']} ({workers} worker(s)), "
+          f"pre-Beam Pool {cold_base:.1f}s; ratio Beam / pre-Beam "
+          f"{cold_midi / cold_base:.2f} (target <= 1.2); shards byte-identical: "
+          f"{identical}")
+    print(f"  all runs, seconds: Beam {[round(x, 1) for x in times['beam']]}, "
+          f"pre-Beam {[round(x, 1) for x in times['pre-Beam']]}")
+    print(f"cold corpus -> TFRecords: {cold_abc + cold_midi:.1f}s wall "
           f"(ABC -> MIDI {cold_abc:.1f}s + MIDI pipeline {cold_midi:.1f}s), "
           f"{cpu_abc + cpu_midi:.0f} CPU-s = {(cpu_abc + cpu_midi) / workers:.0f}s"
           f" on {workers} idle cores; cached: {cached_all:.2f}s")

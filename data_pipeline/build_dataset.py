@@ -3,10 +3,14 @@ r"""Directory tree of MIDI files -> sharded TFRecords of token melodies + manife
     python -m data_pipeline.build_dataset --midi_dir=DIR --output_dir=OUT
 
 Every regular file under DIR (hidden files and OUT excluded) is read; files are
-recognised by their MThd header, not their extension.  Files are parsed in
-parallel worker processes (note-seq only, no TensorFlow), melodies are cut and
-encoded (data_pipeline.melodies), and the results are written, in sorted path
-order, to OUT as ``{split}-{i:05d}-of-{n:05d}.tfrecord`` plus ``manifest.json``.
+recognised by their MThd header, not their extension.  The build is one
+Apache Beam pipeline (data_pipeline.beam_pipeline): files are parsed by the
+runner's workers (note-seq only, no TensorFlow), melodies are cut and encoded
+(data_pipeline.melodies), and written, in sorted path order, to OUT as
+``{split}-{i:05d}-of-{n:05d}.tfrecord``; this driver then publishes them and
+``manifest.json``.  Locally the runner is Beam's FnApiRunner with
+``--num_workers`` processes; ``--runner`` and ``--beam_pipeline_options``
+run the same pipeline on Flink, Spark, ... (README, "Scaling out").
 
 Split: a file goes to validation when the first 8 hex digits of
 sha1(relative path) mod 10000 < validation_percent * 100, so the split is
@@ -20,17 +24,21 @@ from rl_tuner_tf import keras_setup  # noqa: F401  (before tensorflow)
 
 import collections
 import dataclasses
+import glob
 import hashlib
 import json
-import math
-import multiprocessing
 import os
+import shlex
 import sys
 import time
 
+from data_pipeline import atomic_files
+from data_pipeline import beam_pipeline
 from data_pipeline import manifests
 from data_pipeline import run_lock
 from data_pipeline import melodies as melodies_lib
+from data_pipeline import tfrecord_format
+from data_pipeline.beam_pipeline import split_of  # noqa: F401  (public here too)
 
 PIPELINE_VERSION = 1
 MANIFEST = "manifest.json"
@@ -38,6 +46,10 @@ MANIFEST = "manifest.json"
 
 class NoUsableMelodiesError(ValueError):
   """Raised when a directory yields no melody at all."""
+
+
+class PipelineFailedError(RuntimeError):
+  """The Beam pipeline failed (e.g. a worker could not write a shard)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,81 +104,6 @@ def fingerprint(files, config):
   return h.hexdigest()
 
 
-def split_of(relative_path, validation_percent):
-  """'validation' or 'train', from a hash of the path (deterministic)."""
-  digest = hashlib.sha1(relative_path.replace(os.sep, "/").encode()).hexdigest()
-  bucket = int(digest[:8], 16) % 10000
-  return "validation" if bucket < validation_percent * 100 else "train"
-
-
-# ----------------------------------------------------------------- workers --
-_WORKER = {}
-
-
-def _init_worker(midi_dir, melody_config, timeout_s=None):
-  _WORKER["midi_dir"] = midi_dir
-  _WORKER["config"] = melody_config
-  _WORKER["timeout_s"] = timeout_s
-
-
-def _work(relative_path):
-  # Imported here so that spawned workers load note-seq but never TensorFlow.
-  from data_pipeline import convert  # pylint: disable=g-import-not-at-top
-  path = os.path.join(_WORKER["midi_dir"], relative_path)
-  melodies, reason, detail, stats = convert.process_midi_file(
-      path, _WORKER["config"], timeout_s=_WORKER.get("timeout_s"))
-  return relative_path, melodies, reason, detail, stats
-
-
-def _pool_context():
-  # fork is cheap, but forking a process that already runs TensorFlow's
-  # threads is unsafe: spawn fresh workers then.
-  if "tensorflow" in sys.modules or sys.platform != "linux":
-    return multiprocessing.get_context("spawn")
-  return multiprocessing.get_context("fork")
-
-
-def _parse_all(midi_dir, relative_paths, melody_config, num_workers,
-               progress_every_s, log, timeout_s=None):
-  """Yields worker results in completion order, logging progress."""
-  total = len(relative_paths)
-  start = last = time.time()
-  done = melodies = skipped = 0
-
-  def progress(final=False):
-    elapsed = max(time.time() - start, 1e-9)
-    rate = done / elapsed
-    eta = (total - done) / rate if rate > 0 else float("inf")
-    log(f"[data_pipeline] {done}/{total} files, {melodies} melodies, "
-        f"{skipped} skipped, {rate:.1f} files/s, "
-        + (f"{elapsed:.1f}s" if final else f"ETA {eta:.0f}s"))
-
-  if num_workers <= 1 or total < 8:
-    _init_worker(midi_dir, melody_config, timeout_s)
-    results = map(_work, relative_paths)
-    pool = None
-  else:
-    pool = _pool_context().Pool(num_workers, initializer=_init_worker,
-                                initargs=(midi_dir, melody_config, timeout_s))
-    chunk = max(1, min(32, total // (num_workers * 8)))
-    results = pool.imap_unordered(_work, relative_paths, chunksize=chunk)
-  try:
-    for result in results:
-      done += 1
-      melodies += len(result[1])
-      skipped += result[2] is not None
-      if progress_every_s and time.time() - last >= progress_every_s:
-        last = time.time()
-        progress()
-      yield result
-  finally:
-    if pool is not None:
-      pool.close()
-      pool.join()
-  if progress_every_s and total >= 8:
-    progress(final=True)
-
-
 def load_manifest(output_dir):
   path = os.path.join(output_dir, MANIFEST)
   if not os.path.exists(path):
@@ -190,15 +127,21 @@ def _cache_valid(manifest, fp, output_dir):
 
 def build_dataset(midi_dir, output_dir, config=PipelineConfig(),
                   num_workers=None, force=False, progress_every_s=10.0,
-                  log=None, file_timeout_s=None):
+                  log=None, file_timeout_s=None,
+                  runner=beam_pipeline.LOCAL_RUNNER, beam_options=()):
   """Builds (or finds cached) TFRecords for every MIDI file under `midi_dir`.
 
   Returns the manifest dict (with "cached": True when nothing was rebuilt).
   Raises NoUsableMelodiesError naming `midi_dir` when no file yields a melody,
   NotADirectoryError when `midi_dir` is not a directory,
-  run_lock.RunLockedError when another process builds into `output_dir`.
+  run_lock.RunLockedError when another process builds into `output_dir`,
+  ValueError for Beam options that name the runner, OSError (in-process
+  runner) or PipelineFailedError (worker processes) when writing fails.
   file_timeout_s: a file that takes longer to parse is skipped ("parse
   timeout"); default convert.DEFAULT_TIMEOUT_S.
+  runner, beam_options: the Beam runner and pass-through Beam pipeline
+  options (a string or a list of flags); num_workers is the local runner's
+  worker processes (default: all CPU cores), FlinkRunner's parallelism.
   """
   log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
   config.validate()
@@ -206,13 +149,24 @@ def build_dataset(midi_dir, output_dir, config=PipelineConfig(),
   output_dir = os.path.abspath(output_dir)
   if not os.path.isdir(midi_dir):
     raise NotADirectoryError(f"MIDI directory does not exist: {midi_dir}")
+  options = beam_pipeline.make_options(runner, num_workers, beam_options)
   with run_lock.hold(output_dir, log=log):
-    return _build_locked(midi_dir, output_dir, config, num_workers, force,
-                         progress_every_s, log, file_timeout_s)
+    return _build_locked(midi_dir, output_dir, config, options, force,
+                         progress_every_s, log, file_timeout_s,
+                         (runner, num_workers, beam_options))
 
 
-def _build_locked(midi_dir, output_dir, config, num_workers, force,
-                  progress_every_s, log, file_timeout_s):
+def _remove_shards(output_dir, partial):
+  """Removes the shard files (or, with `partial`, the unpublished ones)."""
+  suffix = beam_pipeline.PARTIAL_SUFFIX if partial else ""
+  for split in tfrecord_format.SPLITS:
+    for path in glob.glob(os.path.join(glob.escape(output_dir),
+                                       f"{split}-*-of-*.tfrecord{suffix}")):
+      os.remove(path)
+
+
+def _build_locked(midi_dir, output_dir, config, options, force,
+                  progress_every_s, log, file_timeout_s, runner_args):
   if file_timeout_s is None:
     from data_pipeline import convert  # pylint: disable=g-import-not-at-top
     file_timeout_s = convert.DEFAULT_TIMEOUT_S
@@ -227,59 +181,68 @@ def _build_locked(midi_dir, output_dir, config, num_workers, force,
         f"{time.time() - t0:.2f}s)")
     return manifest
 
-  if num_workers is None:
-    num_workers = os.cpu_count() or 1
-  log(f"[data_pipeline] parsing {len(files)} files under {midi_dir} with "
-      f"{num_workers} worker(s)")
-  by_path = {}
-  stats = collections.Counter()
-  for rel, melodies, reason, detail, file_stats in _parse_all(
-      midi_dir, [f[0] for f in files], config.melody, num_workers,
-      progress_every_s, log, timeout_s=file_timeout_s):
-    by_path[rel] = (melodies, reason, detail)
-    stats.update(file_stats)
-  t_parse = time.time() - t0
-
-  split_melodies = {"train": [], "validation": []}
-  split_files = collections.Counter()
-  skipped = []
-  for rel, _, _ in files:
-    melodies, reason, detail = by_path[rel]
-    if reason is not None:
-      skipped.append({"path": rel, "reason": reason, "detail": detail})
-      continue
-    split = split_of(rel, config.validation_percent)
-    split_files[split] += 1
-    split_melodies[split].extend(melodies)
-
-  files_used = sum(split_files.values())
+  runner, num_workers, beam_options = runner_args
+  if runner == beam_pipeline.LOCAL_RUNNER and len(files) < 8:
+    # Worker processes take seconds to start: not worth it for a few files.
+    options = beam_pipeline.make_options(runner, 1, beam_options)
+  log(f"[data_pipeline] parsing {len(files)} files under {midi_dir} on "
+      f"Beam's {beam_pipeline.describe_runner(options)}")
+  os.makedirs(output_dir, exist_ok=True)
+  _remove_shards(output_dir, partial=True)  # left by a killed build
+  try:
+    summary = beam_pipeline.run(
+        midi_dir, [f[0] for f in files], output_dir, config, options,
+        timeout_s=file_timeout_s, progress_every_s=progress_every_s)
+  except OSError:  # raised here by the in-process runner: as it is
+    _remove_shards(output_dir, partial=True)
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # A worker's error reaches the driver as the runner's RuntimeError
+    # holding the worker's traceback: told in its last line.
+    _remove_shards(output_dir, partial=True)
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    raise PipelineFailedError(
+        f"the Beam pipeline building {output_dir} failed: "
+        f"{lines[-1] if lines else type(e).__name__}") from e
+  except BaseException:
+    _remove_shards(output_dir, partial=True)
+    raise
+  t_pipeline = time.time() - t0
+  splits = summary["splits"]
+  skipped = summary["skipped"]
+  files_used = summary["files_used"]
+  melodies = sum(s["melodies"] for s in splits.values())
+  if progress_every_s and len(files) >= 8:
+    log(f"[data_pipeline] {len(files)}/{len(files)} files, {melodies} "
+        f"melodies, {len(skipped)} skipped, "
+        f"{len(files) / max(t_pipeline, 1e-9):.1f} files/s, "
+        f"{t_pipeline:.1f}s")
   skip_reasons = dict(sorted(collections.Counter(
       s["reason"] for s in skipped).items()))
   if not files_used:
+    _remove_shards(output_dir, partial=True)
     raise NoUsableMelodiesError(
         f"No usable melody in directory {midi_dir}: {len(files)} files seen, "
         f"skipped by reason: {skip_reasons or 'no files'}")
 
-  # TensorFlow only in the parent, after the workers are gone.
-  from data_pipeline import tfrecords  # pylint: disable=g-import-not-at-top
+  # Publish: the old manifest goes first (the directory is invalid until the
+  # new one is written), then the old shards; each new shard is renamed into
+  # place (fsynced by the pipeline), the manifest last.
   t1 = time.time()
-  os.makedirs(output_dir, exist_ok=True)
   manifest_path = os.path.join(output_dir, MANIFEST)
   if os.path.exists(manifest_path):
-    os.remove(manifest_path)  # invalid until the new one is written
-  tfrecords.remove_shards(output_dir)
-  splits = {}
-  for split, melodies in split_melodies.items():
-    num_shards = max(1, math.ceil(len(melodies) / config.melodies_per_shard))
-    names = tfrecords.write_shards(output_dir, split, melodies, num_shards)
-    splits[split] = {
-        "files": split_files[split],
-        "melodies": len(melodies),
-        "steps": int(sum(len(m) for m in melodies)),
-        "shards": names,
-    }
-  t_write = time.time() - t1
+    os.remove(manifest_path)
+  _remove_shards(output_dir, partial=False)
+  for split in splits.values():
+    for name in split["shards"]:
+      os.replace(os.path.join(output_dir, name + beam_pipeline.PARTIAL_SUFFIX),
+                 os.path.join(output_dir, name))
+  atomic_files.fsync_dir(output_dir)
+  t_publish = time.time() - t1
 
+  standard = options.view_as(beam_pipeline.beam_options.StandardOptions)
+  direct = options.view_as(beam_pipeline.beam_options.DirectOptions)
+  local = standard.runner == beam_pipeline.LOCAL_RUNNER
   manifest = {
       "fingerprint": fp,
       "midi_dir": midi_dir,
@@ -288,13 +251,15 @@ def _build_locked(midi_dir, output_dir, config, num_workers, force,
       "files_used": files_used,
       "files_skipped": len(skipped),
       "skip_reasons": skip_reasons,
-      "melodies": sum(s["melodies"] for s in splits.values()),
+      "melodies": melodies,
       "steps": sum(s["steps"] for s in splits.values()),
       "splits": splits,
-      "extraction_stats": dict(sorted(stats.items())),
-      "seconds": {"parse": round(t_parse, 2), "write": round(t_write, 2),
+      "extraction_stats": summary["extraction_stats"],
+      "seconds": {"pipeline": round(t_pipeline, 2),
+                  "publish": round(t_publish, 2),
                   "total": round(time.time() - t0, 2)},
-      "num_workers": num_workers,
+      "runner": standard.runner,
+      "num_workers": direct.direct_num_workers if local else None,
       "skipped": skipped,
   }
   manifests.write_json_atomically(manifest_path, manifest)
@@ -319,8 +284,17 @@ def _define_flags():
   flags.DEFINE_integer("min_unique_pitches", 5, "Fewest distinct pitches.")
   flags.DEFINE_float("validation_percent", 10.0, "Share of files (by path "
                      "hash) in the validation split.")
-  flags.DEFINE_integer("num_workers", os.cpu_count() or 1,
-                       "Parsing processes.")
+  flags.DEFINE_integer("num_workers", None,
+                       "Parallelism: the local runner's worker processes "
+                       "(default: all CPU cores); FlinkRunner's --parallelism.")
+  flags.DEFINE_string("runner", beam_pipeline.LOCAL_RUNNER,
+                      "Beam runner: FnApiRunner (local processes), or "
+                      "FlinkRunner, SparkRunner, PortableRunner, ... with "
+                      "their settings in --beam_pipeline_options.")
+  flags.DEFINE_string("beam_pipeline_options", "",
+                      "Beam pipeline options passed through, as one string "
+                      "(e.g. \"--flink_master=host:8081 --parallelism=16\"); "
+                      "not --runner.")
   flags.DEFINE_boolean("force", False, "Rebuild even if the cache matches.")
   flags.DEFINE_float("file_timeout_s", 30.0, "A file whose parse takes "
                      "longer is skipped (reason 'parse timeout').")
@@ -337,8 +311,18 @@ def _define_flags():
                            message="--min_unique_pitches must be >= 1")
   flags.register_validator("validation_percent", lambda v: 0 <= v < 100,
                            message="--validation_percent must be in [0, 100)")
-  flags.register_validator("num_workers", lambda v: v >= 1,
+  flags.register_validator("num_workers", lambda v: v is None or v >= 1,
                            message="--num_workers must be >= 1")
+  known = beam_pipeline.beam_options.StandardOptions.KNOWN_RUNNER_NAMES
+  flags.register_validator(
+      "runner", lambda v: v in known or "." in v,
+      message=f"--runner must be one of {', '.join(known)} or a runner "
+      "class's full name")
+  flags.register_validator(
+      "beam_pipeline_options",
+      lambda v: not any(a.split("=", 1)[0] == "--runner"
+                        for a in shlex.split(v or "")),
+      message="--beam_pipeline_options must not name the runner: use --runner")
   return flags.FLAGS
 
 
@@ -367,8 +351,11 @@ def main(argv):
     manifest = build_dataset(flags_.midi_dir, flags_.output_dir, config,
                              num_workers=flags_.num_workers,
                              force=flags_.force,
-                             file_timeout_s=flags_.file_timeout_s)
-  except (NoUsableMelodiesError, run_lock.RunLockedError) + _io_errors() as e:
+                             file_timeout_s=flags_.file_timeout_s,
+                             runner=flags_.runner,
+                             beam_options=flags_.beam_pipeline_options)
+  except (NoUsableMelodiesError, PipelineFailedError,
+          run_lock.RunLockedError) + _io_errors() as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(json.dumps({k: manifest[k] for k in (

@@ -11,6 +11,8 @@ of the short strings in `SKIP_REASONS` (the manifest counts them).
 This module does not import TensorFlow, so pipeline workers start quickly.
 """
 import collections
+import contextlib
+import ctypes
 import os
 import signal
 import threading
@@ -92,35 +94,80 @@ def midi_file_to_melodies(path, config=melodies_lib.MelodyConfig(),
   return note_sequence_to_melodies(read_midi_file(path), config, stats)
 
 
-def process_midi_file(path, config=melodies_lib.MelodyConfig(),
-                      timeout_s=None):
-  """Never raises: -> (melodies, reason or None, detail, stats dict).
+def _raise_in_thread(thread_id, exception_type):
+  """Makes `exception_type` raise in thread `thread_id` at its next bytecode
+  (None clears a pending one): CPython's PyThreadState_SetAsyncExc."""
+  ctypes.pythonapi.PyThreadState_SetAsyncExc(
+      ctypes.c_ulong(thread_id),
+      None if exception_type is None else ctypes.py_object(exception_type))
 
-  timeout_s: a file whose parse takes longer is skipped with the reason
-  "parse timeout" (a real-time interval timer; only in a process's main
-  thread, as in the pipeline's worker processes -- elsewhere unbounded).
+
+@contextlib.contextmanager
+def _deadline(timeout_s):
+  """Raises _ParseTimeout in the body after `timeout_s` seconds.
+
+  In a process's main thread (the old worker processes, the in-process Beam
+  runner) a real-time interval timer (SIGALRM), which also interrupts a
+  blocking system call; in any other thread (Beam's SDK workers run bundles
+  in a thread pool) a timer thread raises it asynchronously in this thread,
+  which interrupts Python code (the MIDI parsers are pure Python), not a
+  blocking C call. Either way nothing is raised once the body has ended.
   """
-  stats = collections.Counter()
-  timer = (timeout_s is not None and timeout_s > 0 and
-           threading.current_thread() is threading.main_thread())
-  if timer:
+  if timeout_s is None or timeout_s <= 0:
+    yield
+    return
+  if threading.current_thread() is threading.main_thread():
     def on_alarm(signum, frame):
       del signum, frame
       raise _ParseTimeout()
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+      yield
+    finally:
+      signal.setitimer(signal.ITIMER_REAL, 0)
+      signal.signal(signal.SIGALRM, previous)
+    return
+  thread_id = threading.get_ident()
+  lock = threading.Lock()
+  state = {"done": False, "fired": False}
+
+  def fire():
+    with lock:
+      if not state["done"]:
+        state["fired"] = True
+        _raise_in_thread(thread_id, _ParseTimeout)
+  timer = threading.Timer(timeout_s, fire)
+  timer.daemon = True
+  timer.start()
   try:
-    return midi_file_to_melodies(path, config, stats), None, "", dict(stats)
+    yield
+  finally:
+    with lock:
+      state["done"] = True
+      if state["fired"]:
+        _raise_in_thread(thread_id, None)  # not delivered yet: drop it
+    timer.cancel()
+
+
+def process_midi_file(path, config=melodies_lib.MelodyConfig(),
+                      timeout_s=None):
+  """Never raises: -> (melodies, reason or None, detail, stats dict).
+
+  timeout_s: a file whose parse takes longer is skipped with the reason
+  "parse timeout" (see _deadline: any thread, SIGALRM in the main thread).
+  """
+  stats = collections.Counter()
+  try:
+    with _deadline(timeout_s):
+      melodies = midi_file_to_melodies(path, config, stats)
+    return melodies, None, "", dict(stats)
   except UnusableFileError as e:
     return [], e.reason, e.detail, dict(stats)
   except _ParseTimeout:
     return [], "parse timeout", f"took longer than {timeout_s:g} s", {}
   except Exception as e:  # pylint: disable=broad-except
     return [], "unexpected error", f"{type(e).__name__}: {e}", dict(stats)
-  finally:
-    if timer:
-      signal.setitimer(signal.ITIMER_REAL, 0)
-      signal.signal(signal.SIGALRM, previous)
 
 
 def tokens_to_note_sequence(tokens, qpm=encoding.DEFAULT_QPM, velocity=100,

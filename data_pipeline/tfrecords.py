@@ -13,14 +13,12 @@ import os
 import tensorflow as tf
 
 from data_pipeline import atomic_files
+from data_pipeline import tfrecord_format
 
-SPLITS = ("train", "validation")
+SPLITS = tfrecord_format.SPLITS
 MANIFEST = "manifest.json"
-TOKENS_FEATURE = "tokens"
-
-
-def shard_name(split, index, num_shards):
-  return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+TOKENS_FEATURE = tfrecord_format.TOKENS_FEATURE
+shard_name = tfrecord_format.shard_name
 
 
 def shard_paths(tfrecord_dir, split):
@@ -28,25 +26,24 @@ def shard_paths(tfrecord_dir, split):
   return sorted(glob.glob(os.path.join(tfrecord_dir, f"{split}-*-of-*.tfrecord")))
 
 
-def tokens_to_example(tokens):
-  feature = tf.train.Feature(
-      int64_list=tf.train.Int64List(value=[int(t) for t in tokens]))
-  return tf.train.Example(features=tf.train.Features(
-      feature={TOKENS_FEATURE: feature}))
+def write_shard(path, melodies):
+  """Writes token melodies, in order, as one TFRecord file at `path` (fsynced;
+  TensorFlow-free: data_pipeline.tfrecord_format)."""
+  return tfrecord_format.write_records(
+      path, (tfrecord_format.tokens_to_example_bytes(t) for t in melodies))
 
 
 def write_shards(tfrecord_dir, split, melodies, num_shards):
-  """Writes melodies round-robin into `num_shards` shards; returns the names."""
+  """Writes melodies round-robin into `num_shards` shards; returns the names.
+
+  Melody i goes to shard i % num_shards (the layout the Beam pipeline keeps).
+  """
   num_shards = max(1, int(num_shards))
   names = [shard_name(split, i, num_shards) for i in range(num_shards)]
-  writers = [tf.io.TFRecordWriter(os.path.join(tfrecord_dir, n + ".partial"))
-             for n in names]
-  try:
-    for i, tokens in enumerate(melodies):
-      writers[i % num_shards].write(tokens_to_example(tokens).SerializeToString())
-  finally:
-    for w in writers:
-      w.close()
+  melodies = list(melodies)
+  for i, n in enumerate(names):
+    write_shard(os.path.join(tfrecord_dir, n + ".partial"),
+                melodies[i::num_shards])
   for n in names:  # fsync'd, then renamed: a shard is whole or absent
     atomic_files.publish_file(os.path.join(tfrecord_dir, n + ".partial"),
                               os.path.join(tfrecord_dir, n))
