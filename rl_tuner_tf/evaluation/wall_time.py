@@ -32,7 +32,8 @@ def seconds_at_steps(run_dir, tag=FIGURE2_TAG):
   for path in _session_files(run_dir):
     start = last = None
     try:
-      for event in tf.compat.v1.train.summary_iterator(path):
+      for record in tf.data.TFRecordDataset(path):
+        event = tf.compat.v1.Event.FromString(record.numpy())
         if start is None:
           start = event.wall_time
         last = event.wall_time
