@@ -38,8 +38,8 @@ REPO = fault_harness.REPO
 FULL = os.environ.get("RL_TUNER_FAULTS_FULL", "") not in ("", "0")
 
 
-def _python(code, **kwargs):
-  return subprocess.Popen([sys.executable, "-c", code], cwd=REPO,
+def _python(code, *args, **kwargs):
+  return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO,
                           env=fault_harness._env(), **kwargs)  # pylint: disable=protected-access
 
 
@@ -172,9 +172,7 @@ def test_stale_lock_still_flocked_by_an_orphan_is_taken_over(tmp_path):
           "child = os.fork()\n"
           "if child == 0:\n  time.sleep(600)\n  os._exit(0)\n"
           "print(child, flush=True)\ntime.sleep(600)\n")
-  holder = subprocess.Popen([sys.executable, "-c", code, directory], cwd=REPO,
-                            env=fault_harness._env(), stdout=subprocess.PIPE,  # pylint: disable=protected-access
-                            text=True)
+  holder = _python(code, directory, stdout=subprocess.PIPE, text=True)
   orphan = int(holder.stdout.readline())
   try:
     holder.send_signal(signal.SIGKILL)
@@ -211,9 +209,7 @@ def test_a_writer_killed_mid_write_leaves_the_old_file(tmp_path):
           "with atomic_files.open_atomic(sys.argv[1]) as f:\n"
           "  f.write('{\"new\": ')\n  f.flush()\n  print('half', flush=True)\n"
           "  time.sleep(600)\n")
-  writer = subprocess.Popen([sys.executable, "-c", code, path], cwd=REPO,
-                            env=fault_harness._env(), stdout=subprocess.PIPE,  # pylint: disable=protected-access
-                            text=True)
+  writer = _python(code, path, stdout=subprocess.PIPE, text=True)
   assert writer.stdout.readline().strip() == "half"
   writer.send_signal(signal.SIGKILL)
   writer.wait()
