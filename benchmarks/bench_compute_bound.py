@@ -14,6 +14,10 @@ variables minus the same loop without it, best of --repeats, interleaved
 with the update timings), the
 bound = FLOPs / throughput, and time / bound. Every time is the best of
 --repeats, because the CPU may be shared (the load average is printed).
+A last line splits the XLA tuning update into its two stages (replay
+sampling: one draw for the iteration's minibatches, outside XLA; the
+compiled updates) and measures the same matmul inside an XLA program, whose
+throughput on a small CPU can be below the graph-mode figure the bound uses.
 
 FLOPs (N batch, H_l units of layer l, In_l = input width of layer l (38 for
 layer 0, H_{l-1} above) + H_l, V = 38 classes, T steps; a [m x k].[k x n]
@@ -102,6 +106,36 @@ def matmul_seconds(m, k, n, calls):
   return max(timings[0] - timings[1], 1e-9)
 
 
+def xla_matmul_seconds(m, k, n, calls):
+  """Seconds per [m x k].[k x n] matmul inside one XLA program.
+
+  A compiled loop x <- tanh((x.b)[:, :k]) (each product depends on the last,
+  so XLA can neither hoist nor drop it), minus the same loop with the product
+  replaced by a column reversal. Needs n >= k.
+  """
+  a = tf.Variable(tf.random.normal([m, k]))
+  b = tf.Variable(tf.random.normal([k, n]) / k ** 0.5)
+
+  def make(with_product):
+    @tf.function(autograph=False, jit_compile=True)
+    def loop(count):
+      def body(i, x):
+        y = tf.matmul(x, b)[:, :k] if with_product else x[:, ::-1]
+        return i + 1, tf.tanh(y)
+      return tf.while_loop(lambda i, x: i < count, body,
+                           [tf.constant(0), a.read_value()],
+                           parallel_iterations=1)[1]
+    return loop
+
+  timings = []
+  for loop in (make(True), make(False)):
+    loop(tf.constant(10)).numpy()
+    start = time.perf_counter()
+    loop(tf.constant(calls)).numpy()
+    timings.append((time.perf_counter() - start) / calls)
+  return max(timings[0] - timings[1], 1e-9)
+
+
 class TuningCase:
   """The tuner's update loop (sampling + updates), per update."""
 
@@ -130,6 +164,23 @@ class TuningCase:
     self.train(tf.constant(self.iterations))
     return (time.perf_counter() - start) / (
         self.iterations * self.config.updates_per_iteration())
+
+  def stage_seconds_per_update(self):
+    """(replay sampling, compiled updates): each stage alone, per update."""
+    if not hasattr(self, "_sample"):
+      self._sample = tf.function(
+          self.tuner._sample_minibatches, autograph=False)  # pylint: disable=protected-access
+      self._sample()
+      self.tuner._update_loop_fn()  # pylint: disable=protected-access  (its eager trace)
+    seconds = []
+    for stage in (self._sample, self.tuner._update_loop_fn):  # pylint: disable=protected-access
+      start = time.perf_counter()
+      for _ in range(self.iterations):
+        out = stage()
+      out.numpy()
+      seconds.append((time.perf_counter() - start) / (
+          self.iterations * self.config.updates_per_iteration()))
+    return seconds
 
 
 class NoteRNNCase:
@@ -209,6 +260,13 @@ def main():
       calls = max(50, int(2e8 / (2 * shape[0] * shape[1] * shape[2])))
       best_mm[shape] = min(best_mm.get(shape, float("inf")),
                            matmul_seconds(*shape, calls))
+  xla_case = cases[0][1]
+  stages = [float("inf"), float("inf")]
+  xla_mm = float("inf")
+  for _ in range(args.repeats):
+    stages = [min(a, b) for a, b in zip(stages,
+                                        xla_case.stage_seconds_per_update())]
+    xla_mm = min(xla_mm, xla_matmul_seconds(*xla_case.shape, 1000))
   diff, diff_updates = weight_difference(source, args, args.diff_iterations)
 
   device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
@@ -232,6 +290,16 @@ def main():
     print(f"{name:<25} {best[name] * 1e6:>10.0f} {case.flops / 1e6:>8.2f} "
           f"{'x'.join(map(str, shape)):>18} {rate / 1e9:>8.1f} "
           f"{bound * 1e6:>9.0f} {ratio:>6.2f} {'yes' if ratio <= 2 else 'NO':>5}")
+  shape = xla_case.shape
+  graph_rate = 2 * shape[0] * shape[1] * shape[2] / best_mm[shape]
+  xla_rate = 2 * shape[0] * shape[1] * shape[2] / xla_mm
+  print(f"tuning update (XLA), by stage: replay sampling "
+        f"{stages[0] * 1e6:.0f} us + compiled updates "
+        f"{stages[1] * 1e6:.0f} us per update; the updates alone are "
+        f"{stages[1] / (xla_case.flops / graph_rate):.2f}x the bound. The "
+        f"{'x'.join(map(str, shape))} matmul inside an XLA program: "
+        f"{xla_rate / 1e9:.1f} GFLOP/s (bound at that rate "
+        f"{xla_case.flops / xla_rate * 1e6:.0f} us)")
   print(f"XLA vs op by op, same seed, after {diff_updates} updates "
         f"(collection included): max |dw| over the Q-network = {diff:.3g}")
 

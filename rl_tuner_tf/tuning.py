@@ -2,7 +2,7 @@
 
   MelodyEnvironment (batched, B compositions)          melody_environment.py
   RLTunerAgent + its collect policy (exploration)      agents/
-  TFUniformReplayBuffer of 2-step trajectories         (TF-Agents)
+  replay buffer of 2-step trajectories (TF-Agents')   agents/replay_buffer.py
   DynamicStepDriver: policy -> env -> replay.add_batch (TF-Agents)
 
 ``Tuner.run(n)`` runs n iterations inside one ``tf.function``; an iteration
@@ -43,7 +43,10 @@ on GPUs.
 
 Everything that defines where a run is -- networks, optimizer, environment
 (compositions, Reward RNN state, random generator), policy state and random
-generators, replay buffer, counters -- is in ``Tuner.checkpoint``.
+generators, replay buffer and its sampling generator, counters -- is in
+``Tuner.checkpoint``, so a resumed run is bit-identical to an uninterrupted one
+(tests/test_replay_buffer.py; the fault suite compares the weights after every
+kill).
 """
 import dataclasses
 import math
@@ -52,13 +55,13 @@ from typing import Optional
 from rl_tuner_tf import keras_setup  # noqa: F401
 import tensorflow as tf
 from tf_agents.drivers import dynamic_step_driver
-from tf_agents.replay_buffers import tf_uniform_replay_buffer
 
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import on_policy_tuning
 from rl_tuner_tf import tuner_base
 from rl_tuner_tf.agents import exploration
+from rl_tuner_tf.agents import replay_buffer
 from rl_tuner_tf.agents import rl_tuner_agent
 from rl_tuner_tf.agents import targets
 from rl_tuner_tf.rewards import token_reading
@@ -253,7 +256,7 @@ class Tuner(tuner_base.TunerBase):
     (measured in benchmarks/bench_compute_bound.py)."""
     config.validate()
     self.config = config
-    tf.random.set_seed(config.seed)  # replay sampling's stateful random ops
+    tf.random.set_seed(config.seed)  # Keras' initializers, if any run
     b = config.num_compositions
     self.q_network = tuner_base.copy_network(
         note_rnn_model, "q_network")
@@ -297,9 +300,13 @@ class Tuner(tuner_base.TunerBase):
     # Capacity counts notes; each composition also leaves one boundary item.
     per_row = config.replay_capacity / b
     per_row *= (config.num_notes_in_melody + 1) / config.num_notes_in_melody
-    self.replay_buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
+    self.replay_buffer = replay_buffer.SeededUniformReplayBuffer(
         self.agent.collect_data_spec, batch_size=b,
         max_length=int(math.ceil(per_row)))
+    # Replay sampling's own stream, saved with the run (a resumed run draws
+    # the minibatches the uninterrupted run would).
+    self.replay_generator = tf.random.Generator.from_seed(
+        config.seed).split(1)[0]
     self.driver = dynamic_step_driver.DynamicStepDriver(
         self.env, self.agent.collect_policy,
         observers=[self._add_to_replay], num_steps=b)
@@ -318,6 +325,7 @@ class Tuner(tuner_base.TunerBase):
         reward_rnn=self.reward_rnn,
         optimizer=self.optimizer, environment=self.env.trackable,
         replay_buffer=self.replay_buffer,
+        replay_generator=self.replay_generator,
         collect_generator=self.agent.collect_policy.generator,
         greedy_generator=self.agent.policy.generator,
         policy_state=self._policy_state, notes_composed=self.notes_composed,
@@ -348,26 +356,20 @@ class Tuner(tuner_base.TunerBase):
         self.agent.collect_data_spec)
 
   def _sample_minibatches(self):
-    """Samples this iteration's U minibatches from the replay buffer.
+    """Draws this iteration's U minibatches of 2-step items into the stash.
 
-    Plain TF ops, one get_next per update in a graph loop, in the same order
-    and from the same stateful random ops as a loop that samples before each
-    update: the samples are those of a sample-update-sample-... loop (the
-    buffer does not change while training), and XLA never sees the
-    random ops, whose stream it could not reproduce.
+    One draw from the checkpointed replay generator for all U (the buffer
+    does not change while training), outside XLA, so the compiled and the
+    op-by-op updates train on the same items.
     """
     cfg = self.config
-
-    def body(i):
-      experience, _ = self.replay_buffer.get_next(
-          sample_batch_size=cfg.update_batch_size(), num_steps=2)
-      writes = [v[i].assign(t) for v, t in zip(
-          tf.nest.flatten(self._stash.values), tf.nest.flatten(experience))]
-      with tf.control_dependencies(writes):
-        return i + 1
-
-    return tf.while_loop(lambda i: i < cfg.updates_per_iteration(), body,
-                         [tf.constant(0)], parallel_iterations=1)[0]
+    items = self.replay_buffer.sample_steps(
+        self.replay_generator,
+        [cfg.updates_per_iteration(), cfg.update_batch_size()], num_steps=2)
+    writes = [v.assign(t) for v, t in zip(
+        tf.nest.flatten(self._stash.values), tf.nest.flatten(items))]
+    with tf.control_dependencies(writes):
+      return tf.constant(0)
 
   def _update_loop(self):
     """updates_per_iteration gradient updates on the stashed minibatches.

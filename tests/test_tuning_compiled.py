@@ -1,8 +1,10 @@
 """The XLA-compiled update loop of rl_tuner_tf.tuning against today's loop.
 
-``LoopTuner`` keeps the loop as it was before compilation (sample a minibatch,
-update, sample, update, ... op by op); the compiled Tuner samples the
-iteration's minibatches first and runs the updates as one XLA program.
+``LoopTuner`` keeps the loop as it was before compilation: op by op, each
+update reading its minibatch straight from the iteration's draw (the same
+draw from the replay generator), with no stash; the compiled Tuner copies
+the iteration's minibatches into its stash first and runs the updates as one
+XLA program.
 """
 import numpy as np
 import pytest
@@ -18,9 +20,12 @@ class LoopTuner(tuning.Tuner):
   def _train_updates(self):
     cfg = self.config
 
+    items = self.replay_buffer.sample_steps(
+        self.replay_generator,
+        [cfg.updates_per_iteration(), cfg.update_batch_size()], num_steps=2)
+
     def body(i):
-      experience, _ = self.replay_buffer.get_next(
-          sample_batch_size=cfg.update_batch_size(), num_steps=2)
+      experience = tf.nest.map_structure(lambda t: t[i], items)
       loss_info = self.agent.train(experience)
       loss = loss_info.loss
       finite = tf.math.is_finite(loss)
