@@ -11,7 +11,10 @@ Used by the tuning job (rl_tuner_tf/train.py) and the Note RNN trainer
 read back in full (``tf.train.load_checkpoint``) -- so a truncated or
 corrupt checkpoint is reported by path and skipped for the previous one
 without leaving any of its values in the objects.  When none is readable it
-raises ``NoReadableCheckpointError`` saying what to do.
+raises ``NoReadableCheckpointError`` saying what to do; a readable one whose
+contents do not match the program's objects (``check`` fails: written by
+another version of the job, or by another job) raises
+``IncompatibleCheckpointError``, naming it.
 """
 import glob
 import os
@@ -26,6 +29,10 @@ _NUMBER = re.compile(r"-(\d+)$")
 
 class NoReadableCheckpointError(RuntimeError):
   """Checkpoints exist but none of them can be read."""
+
+
+class IncompatibleCheckpointError(NoReadableCheckpointError):
+  """A readable checkpoint that does not match the objects restored into."""
 
 
 def manager(checkpoint, directory, max_to_keep=KEEP):
@@ -78,7 +85,9 @@ def restore_latest(checkpoint, directory, log=print, check=None):
   """Restores the newest readable checkpoint of ``directory`` into
   ``checkpoint``; returns its path, or None when there is none.
 
-  check(status): called on the restore status (e.g. ``assert_consumed``).
+  check(status, prefix): called on the restore status (e.g. calls
+  ``status.assert_consumed()``); an AssertionError it raises becomes an
+  IncompatibleCheckpointError.
   """
   found = candidates(directory) if os.path.isdir(directory) else []
   if not found:
@@ -96,7 +105,15 @@ def restore_latest(checkpoint, directory, log=print, check=None):
       continue
     status = checkpoint.restore(prefix)
     if check is not None:
-      check(status)
+      try:
+        check(status, prefix)
+      except AssertionError as e:
+        raise IncompatibleCheckpointError(
+            f"checkpoint {prefix} does not match this job's objects (written "
+            f"by another version of it, or another job?): "
+            f"{str(e).splitlines()[0][:300]}\nTo start this run over, move or "
+            f"delete {directory}; to resume it, use the version that wrote "
+            "it.") from e
     return prefix
   listing = "\n  ".join(f"{p}: {r}" for p, r in bad)
   raise NoReadableCheckpointError(

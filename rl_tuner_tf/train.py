@@ -466,6 +466,22 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
                         c=c, gamma=gamma, seed=seed, tag=tag or algorithm)
 
 
+def _check_restored(status, prefix, log, tag):
+  """Every saved value restored, every object found -- except in a checkpoint
+  written before the replay sampler's generator was saved (before
+  2026-11-29): that run goes on with the sampler restarted from its seed."""
+  try:
+    status.assert_consumed()
+  except AssertionError as e:
+    saved = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)}
+    if ("replay_generator" in saved or "replay_buffer" not in saved
+        or not str(e).startswith("Found 1 Python objects")):
+      raise
+    log(f"[{tag}] {prefix} predates the saved replay sampler: resuming with "
+        "the sampler restarted from its seed (this run will not be bit-"
+        "identical to an uninterrupted one).")
+
+
 def _tune_locked(algorithm, source_model, run_dir, primer, log, c, gamma,
                  seed, tag):
   config = config_from_flags(algorithm, c=c, gamma=gamma, seed=seed)
@@ -487,7 +503,7 @@ def _tune_locked(algorithm, source_model, run_dir, primer, log, c, gamma,
   manager = checkpointing.manager(tuner.checkpoint, checkpoint_dir)
   resumed = checkpointing.restore_latest(
       tuner.checkpoint, checkpoint_dir, log=log,
-      check=lambda status: status.assert_consumed())
+      check=lambda status, prefix: _check_restored(status, prefix, log, tag))
   if resumed:
     log(f"[{tag}] resuming from {resumed} at note "
         f"{tuner.num_notes_composed:,}")

@@ -332,7 +332,7 @@ class NoteRNNTrainer:
     self._check_run_config()
     latest = checkpointing.restore_latest(
         self.checkpoint, os.path.join(self.run_dir, "ckpt"), log=log,
-        check=lambda status: status.assert_existing_objects_matched())
+        check=lambda status, _: status.assert_existing_objects_matched())
     if latest:
       log(f"Resumed from {latest} at step {int(self.step.numpy())} "
           f"({self.elapsed_s.numpy() / 60:.1f} min trained before).")

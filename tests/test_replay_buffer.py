@@ -94,3 +94,39 @@ def test_resumed_tuner_equals_the_uninterrupted_one(tmp_path, jit_compile):
   assert resumed.num_updates == uninterrupted.num_updates == 8 * 4
   for a, b in zip(weights(uninterrupted), weights(resumed)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_from_before_the_saved_sampler_resumes_with_a_note(
+    tmp_path):
+  """Runs checkpointed before the replay generator was saved go on (with the
+  sampler restarted from its seed); any other mismatch is still refused."""
+  from rl_tuner_tf import train  # pylint: disable=g-import-not-at-top
+  tf.keras.utils.set_random_seed(0)
+  config = tuning.TuningConfig(algorithm="q", num_notes=400,
+                               num_compositions=40, replay_capacity=1000,
+                               seed=3)
+  tuner = tuning.Tuner(config, note_rnn.NoteRNN())
+  tuner.run(3)
+  parts = ["q_network", "target_q_network", "reward_rnn", "optimizer",
+           "environment", "replay_buffer", "collect_generator",
+           "greedy_generator", "policy_state", "notes_composed", "train_step"]
+  old = tf.train.Checkpoint(**{k: getattr(tuner.checkpoint, k) for k in parts})
+  old_path = old.save(str(tmp_path / "old"))
+  broken = tf.train.Checkpoint(**{k: getattr(tuner.checkpoint, k)
+                                  for k in parts if k != "optimizer"},
+                               replay_generator=tuner.replay_generator)
+  broken_path = broken.save(str(tmp_path / "broken"))
+
+  resumed = tuning.Tuner(config, note_rnn.NoteRNN())
+  messages = []
+  train._check_restored(resumed.checkpoint.restore(old_path), old_path,  # pylint: disable=protected-access
+                        messages.append, "q")
+  assert "predates the saved replay sampler" in messages[0]
+  assert resumed.num_notes_composed == tuner.num_notes_composed == 120
+  np.testing.assert_array_equal(resumed.q_network.variables[0].numpy(),
+                                tuner.q_network.variables[0].numpy())
+  other = tuning.Tuner(config, note_rnn.NoteRNN())
+  with pytest.raises(AssertionError):
+    train._check_restored(other.checkpoint.restore(broken_path), broken_path,  # pylint: disable=protected-access
+                          messages.append, "q")
+  assert len(messages) == 1

@@ -77,7 +77,7 @@ def test_keeps_three_checkpoints_and_skips_a_truncated_one(tmp_path):
   messages = []
   restored = checkpointing.restore_latest(
       checkpoint, directory, log=messages.append,
-      check=lambda status: status.assert_consumed())
+      check=lambda status, _: status.assert_consumed())
   assert restored == os.path.join(directory, "ckpt-2")
   assert f"checkpoint {directory}/ckpt-3 cannot be read" in messages[0]
   # Nothing of the bad checkpoint leaked in: every value is checkpoint 2's.
@@ -436,3 +436,16 @@ def test_full_fault_suite(workdir):
   assert len(kills) >= 20
   lost = [f"{t.fault}: {t.detail}" for t in trials if not t.survived]
   assert not lost, "\n".join(lost)
+
+
+def test_a_checkpoint_of_other_objects_is_a_clear_error(tmp_path):
+  directory = str(tmp_path)
+  other = tf.train.Checkpoint(x=tf.Variable([1.0, 2.0]))
+  checkpointing.manager(other, directory).save()
+  mine = tf.train.Checkpoint(y=tf.Variable(0))
+  with pytest.raises(checkpointing.IncompatibleCheckpointError,
+                     match=r"ckpt-1 does not match this job's objects.*\n"
+                           r"To start this run over, move or delete"):
+    checkpointing.restore_latest(
+        mine, directory, log=lambda m: None,
+        check=lambda status, _: status.assert_consumed())
