@@ -10,7 +10,10 @@ cluster scheduler that runs ``command(spec)`` on its workers.
 
 Layout: a grid of one point keeps the plain ``<out>/<algorithm>/``; a larger
 grid puts each point in ``<out>/<point label>/<algorithm>/``, the label naming
-only the dimensions that vary (e.g. ``c2-seed3``).
+only the dimensions that vary (e.g. ``c2-seed3``). A dimension already in the
+labels of ``<out>``'s folders is named too, so that a study is extended by
+more commands into the same folder: ``--seeds=2`` after ``--seeds=0,1`` writes
+``<out>/seed2/``, not ``<out>/<algorithm>/``.
 """
 import dataclasses
 import itertools
@@ -79,6 +82,31 @@ def point_label(point, varying):
                   if d in varying)
 
 
+def labelled_dimensions(output_dir):
+  """Dimensions named by the point labels of output_dir's folders."""
+  found = set()
+  try:
+    names = [n for n in os.listdir(output_dir)
+             if os.path.isdir(os.path.join(output_dir, n))]
+  except OSError:  # no such folder yet
+    return found
+  for name in names:
+    parts = name.split("-")
+    dims = [next((d for d in DIMENSIONS if part.startswith(d)
+                  and _is_number(part[len(d):])), None) for part in parts]
+    if None not in dims and dims == [d for d in DIMENSIONS if d in dims]:
+      found.update(dims)
+  return found
+
+
+def _is_number(text):
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
 def expand(algorithms, cs, gammas, seeds, output_dir, flags=()):
   """The grid as a list of RunSpecs, seed-major within each point so that a
   partly finished grid already has every algorithm of the first seeds."""
@@ -90,6 +118,7 @@ def expand(algorithms, cs, gammas, seeds, output_dir, flags=()):
     if len(set(vals)) != len(vals):
       raise GridError(flag, f"repeated value in {vals}")
   varying = {d for d in DIMENSIONS if len(values[d]) > 1}
+  varying |= labelled_dimensions(output_dir)
   specs = []
   for c, gamma, seed in itertools.product(values["c"], values["gamma"],
                                           values["seed"]):

@@ -44,6 +44,25 @@ def test_expand_layout_names_only_what_varies(tmp_path):
     grid.expand(["q"], [1.0], [0.5], [0, 0], out)
 
 
+def test_a_study_extended_by_one_seed_keeps_the_seed_layout(tmp_path):
+  out = str(tmp_path)
+  for label in ("seed0", "seed1"):
+    os.makedirs(os.path.join(out, label, "q"))
+  os.makedirs(os.path.join(out, "evaluation"))  # not a label: ignored
+  assert grid.labelled_dimensions(out) == {"seed"}
+  assert [os.path.relpath(s.run_dir, out)
+          for s in grid.expand(["q", "g"], [10.0], [0.5], [2], out)] == [
+              "seed2/q", "seed2/g"]
+  sweep = str(tmp_path / "sweep")
+  for label in ("c0.5", "c1", "c2"):
+    os.makedirs(os.path.join(sweep, label, "q"))
+  assert [os.path.relpath(s.run_dir, sweep)
+          for s in grid.expand(["q"], [10.0], [0.5], [0], sweep)] == ["c10/q"]
+  # A point's own folder holds algorithms only: its runs stay plain.
+  assert grid.labelled_dimensions(os.path.join(out, "seed0")) == set()
+  assert grid.labelled_dimensions(str(tmp_path / "missing")) == set()
+
+
 def test_interval_is_the_student_t_95_percent_interval():
   mean, half = seeds.interval([1.0, 2.0, 3.0, 4.0])
   assert mean == 2.5
