@@ -97,11 +97,18 @@ def matmul_seconds(m, k, n, calls):
           [tf.constant(0), tf.zeros([m, n])], parallel_iterations=1)[1]
     return loop
 
+  return _seconds_minus_baseline(make(lambda: tf.matmul(a, b)),
+                                 make(c.read_value), calls)
+
+
+def _seconds_minus_baseline(loop, baseline, calls):
+  """Seconds per iteration of loop(count) minus those of baseline(count),
+  each warmed up first; never below 1 ns."""
   timings = []
-  for loop in (make(lambda: tf.matmul(a, b)), make(c.read_value)):
-    loop(tf.constant(10)).numpy()
+  for f in (loop, baseline):
+    f(tf.constant(10)).numpy()
     start = time.perf_counter()
-    loop(tf.constant(calls)).numpy()
+    f(tf.constant(calls)).numpy()
     timings.append((time.perf_counter() - start) / calls)
   return max(timings[0] - timings[1], 1e-9)
 
@@ -127,13 +134,7 @@ def xla_matmul_seconds(m, k, n, calls):
                            parallel_iterations=1)[1]
     return loop
 
-  timings = []
-  for loop in (make(True), make(False)):
-    loop(tf.constant(10)).numpy()
-    start = time.perf_counter()
-    loop(tf.constant(calls)).numpy()
-    timings.append((time.perf_counter() - start) / calls)
-  return max(timings[0] - timings[1], 1e-9)
+  return _seconds_minus_baseline(make(True), make(False), calls)
 
 
 class TuningCase:
@@ -153,6 +154,10 @@ class TuningCase:
                 tuner._train_updates(), tf.int32)),  # pylint: disable=protected-access
             [tf.constant(0)], parallel_iterations=1), autograph=False)
     self.train(tf.constant(1))
+    # Each stage alone (stage_seconds_per_update), traced here.
+    self._sample = tf.function(tuner._sample_minibatches, autograph=False)  # pylint: disable=protected-access
+    self._sample()
+    tuner._update_loop_fn()  # pylint: disable=protected-access  (its eager trace)
     self.iterations = args.tuning_iterations
     self.flops = tuning_update_flops(self.config.update_batch_size(),
                                      source.layer_sizes)
@@ -167,11 +172,6 @@ class TuningCase:
 
   def stage_seconds_per_update(self):
     """(replay sampling, compiled updates): each stage alone, per update."""
-    if not hasattr(self, "_sample"):
-      self._sample = tf.function(
-          self.tuner._sample_minibatches, autograph=False)  # pylint: disable=protected-access
-      self._sample()
-      self.tuner._update_loop_fn()  # pylint: disable=protected-access  (its eager trace)
     seconds = []
     for stage in (self._sample, self.tuner._update_loop_fn):  # pylint: disable=protected-access
       start = time.perf_counter()
