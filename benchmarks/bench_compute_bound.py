@@ -9,9 +9,10 @@ For each of
   Note RNN step            rl_tuner_tf.train_note_rnn's training step
 it prints the time per update, the matmul FLOPs one update performs (derived
 from the shapes, formulas below), the throughput of a matmul of the
-dominant shape measured in the same run (a graph loop of that matmul on
-variables minus the same loop without it, best of --repeats, interleaved
-with the update timings), the
+dominant shape measured in the same run (the best time of a graph loop of
+that matmul on variables minus the best time of the same loop without it,
+over --repeats timings interleaved with the update timings; see
+MatmulProbe), the
 bound = FLOPs / throughput, and time / bound. Every time is the best of
 --repeats, because the CPU may be shared (the load average is printed).
 A last line splits the XLA tuning update into its two stages (replay
@@ -77,64 +78,68 @@ def note_rnn_step_flops(n, steps, layer_sizes, v=NUM_CLASSES):
   return 3 * steps * fwd - steps * 2 * n * v * 4 * layer_sizes[0]
 
 
-def matmul_seconds(m, k, n, calls):
-  """Seconds per [m x k].[k x n] matmul on variables, in a graph loop.
+class MatmulProbe:
+  """Seconds per [m x k].[k x n] matmul on variables, in a loop.
 
-  The loop carries acc += a.b; the same loop with acc += c (c a [m x n]
-  variable) is timed too and subtracted, so the loop's own cost is not
-  counted against the matmul.
+  Graph mode (xla=False): a graph loop carrying acc += a.b, and the same
+  loop with acc += c (c a [m x n] variable) as its baseline. XLA (xla=True):
+  one compiled loop x <- tanh((x.b)[:, :k]) (each product depends on the
+  last, so XLA can neither hoist nor drop it; needs n >= k), and the same
+  loop with the product replaced by a column reversal as its baseline.
+
+  time() times both loops; the matmul's cost is best(loop) - best(baseline)
+  over all calls, each minimum taken on its own. (The minimum of the
+  differences would be biased: a baseline slowed by another process makes
+  the matmul look faster.)
   """
-  a = tf.Variable(tf.random.normal([m, k]))
-  b = tf.Variable(tf.random.normal([k, n]))
-  c = tf.Variable(tf.random.normal([m, n]))
 
-  def make(product):
-    @tf.function(autograph=False)
-    def loop(count):
-      return tf.while_loop(
-          lambda i, acc: i < count,
-          lambda i, acc: (i + 1, acc + product()),
-          [tf.constant(0), tf.zeros([m, n])], parallel_iterations=1)[1]
-    return loop
+  def __init__(self, m, k, n, xla=False, flop_per_timing=1e9):
+    self.shape = (m, k, n)
+    self.flop = 2 * m * k * n
+    self.calls = max(50, int(flop_per_timing / self.flop))
+    a = tf.Variable(tf.random.normal([m, k]))
+    b = tf.Variable(tf.random.normal([k, n]) / k ** 0.5)
+    c = tf.Variable(tf.random.normal([m, n]))
 
-  return _seconds_minus_baseline(make(lambda: tf.matmul(a, b)),
-                                 make(c.read_value), calls)
+    if xla:
+      def make(with_product):
+        @tf.function(autograph=False, jit_compile=True)
+        def loop(count):
+          def body(i, x):
+            y = tf.matmul(x, b)[:, :k] if with_product else x[:, ::-1]
+            return i + 1, tf.tanh(y)
+          return tf.while_loop(lambda i, x: i < count, body,
+                               [tf.constant(0), a.read_value()],
+                               parallel_iterations=1)[1]
+        return loop
+      self._loops = (make(True), make(False))
+    else:
+      def make(product):
+        @tf.function(autograph=False)
+        def loop(count):
+          return tf.while_loop(
+              lambda i, acc: i < count,
+              lambda i, acc: (i + 1, acc + product()),
+              [tf.constant(0), tf.zeros([m, n])], parallel_iterations=1)[1]
+        return loop
+      self._loops = (make(lambda: tf.matmul(a, b)), make(c.read_value))
+    for f in self._loops:  # trace and warm up
+      f(tf.constant(10)).numpy()
+    self._best = [float("inf"), float("inf")]
 
+  def time(self):
+    for i, f in enumerate(self._loops):
+      start = time.perf_counter()
+      f(tf.constant(self.calls)).numpy()
+      self._best[i] = min(self._best[i],
+                          (time.perf_counter() - start) / self.calls)
 
-def _seconds_minus_baseline(loop, baseline, calls):
-  """Seconds per iteration of loop(count) minus those of baseline(count),
-  each warmed up first; never below 1 ns."""
-  timings = []
-  for f in (loop, baseline):
-    f(tf.constant(10)).numpy()
-    start = time.perf_counter()
-    f(tf.constant(calls)).numpy()
-    timings.append((time.perf_counter() - start) / calls)
-  return max(timings[0] - timings[1], 1e-9)
+  def seconds(self):
+    """Best seconds per matmul so far (never below 1 ns)."""
+    return max(self._best[0] - self._best[1], 1e-9)
 
-
-def xla_matmul_seconds(m, k, n, calls):
-  """Seconds per [m x k].[k x n] matmul inside one XLA program.
-
-  A compiled loop x <- tanh((x.b)[:, :k]) (each product depends on the last,
-  so XLA can neither hoist nor drop it), minus the same loop with the product
-  replaced by a column reversal. Needs n >= k.
-  """
-  a = tf.Variable(tf.random.normal([m, k]))
-  b = tf.Variable(tf.random.normal([k, n]) / k ** 0.5)
-
-  def make(with_product):
-    @tf.function(autograph=False, jit_compile=True)
-    def loop(count):
-      def body(i, x):
-        y = tf.matmul(x, b)[:, :k] if with_product else x[:, ::-1]
-        return i + 1, tf.tanh(y)
-      return tf.while_loop(lambda i, x: i < count, body,
-                           [tf.constant(0), a.read_value()],
-                           parallel_iterations=1)[1]
-    return loop
-
-  return _seconds_minus_baseline(make(True), make(False), calls)
+  def flop_per_second(self):
+    return self.flop / self.seconds()
 
 
 class TuningCase:
@@ -252,21 +257,18 @@ def main():
            ("tuning update (op by op)", TuningCase(source, args, False)),
            ("Note RNN step", NoteRNNCase(args))]
   best = {name: float("inf") for name, _ in cases}
-  best_mm = {}
+  probes = {case.shape: MatmulProbe(*case.shape) for _, case in cases}
   for _ in range(args.repeats):  # interleaved, best of each
     for name, case in cases:
       best[name] = min(best[name], case.seconds_per_update())
-      shape = case.shape
-      calls = max(50, int(2e8 / (2 * shape[0] * shape[1] * shape[2])))
-      best_mm[shape] = min(best_mm.get(shape, float("inf")),
-                           matmul_seconds(*shape, calls))
+      probes[case.shape].time()
   xla_case = cases[0][1]
   stages = [float("inf"), float("inf")]
-  xla_mm = float("inf")
+  xla_probe = MatmulProbe(*xla_case.shape, xla=True)
   for _ in range(args.repeats):
     stages = [min(a, b) for a, b in zip(stages,
                                         xla_case.stage_seconds_per_update())]
-    xla_mm = min(xla_mm, xla_matmul_seconds(*xla_case.shape, 1000))
+    xla_probe.time()
   diff, diff_updates = weight_difference(source, args, args.diff_iterations)
 
   device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
@@ -284,15 +286,15 @@ def main():
   print("-" * len(header))
   for name, case in cases:
     shape = case.shape
-    rate = 2 * shape[0] * shape[1] * shape[2] / best_mm[shape]
+    rate = probes[shape].flop_per_second()
     bound = case.flops / rate
     ratio = best[name] / bound
     print(f"{name:<25} {best[name] * 1e6:>10.0f} {case.flops / 1e6:>8.2f} "
           f"{'x'.join(map(str, shape)):>18} {rate / 1e9:>8.1f} "
           f"{bound * 1e6:>9.0f} {ratio:>6.2f} {'yes' if ratio <= 2 else 'NO':>5}")
   shape = xla_case.shape
-  graph_rate = 2 * shape[0] * shape[1] * shape[2] / best_mm[shape]
-  xla_rate = 2 * shape[0] * shape[1] * shape[2] / xla_mm
+  graph_rate = probes[shape].flop_per_second()
+  xla_rate = xla_probe.flop_per_second()
   print(f"tuning update (XLA), by stage: replay sampling "
         f"{stages[0] * 1e6:.0f} us + compiled updates "
         f"{stages[1] * 1e6:.0f} us per update; the updates alone are "
