@@ -8,7 +8,7 @@ r"""The dataset build as one Apache Beam pipeline (any Beam runner).
            │    │  in file order); melody i of a split -> shard i % n at i // n
            │    └─ by (split, shard) ─► WriteShard: <split>-SSSSS-of-NNNNN.tfrecord.partial
            ├─ skipped (path, reason, detail) ──┐
-           └─ extraction stats (name, count) ──┴─► Summary: <out>/.pipeline_summary.json
+           └─ stats (name, count) per bundle ──┴─► Summary: <out>/.pipeline_summary.json
 
 The shard layout and contents are exactly those of a serial loop over the
 sorted files (tests/test_data_beam_pipeline.py compares). The driver
@@ -27,6 +27,7 @@ worker processes (`--direct_running_mode=multi_processing`), or in this
 process for one worker. Any other runner (FlinkRunner, SparkRunner,
 PortableRunner, ...) takes its settings from the pass-through options.
 """
+import collections
 import contextlib
 import hashlib
 import json
@@ -194,12 +195,14 @@ class ParseMidi(beam.DoFn):
     self._start = self._last = time.time()
     self._done = self._melodies = self._skipped = 0
 
+  def start_bundle(self):
+    self._stats = collections.Counter()
+
   def process(self, relative_path):
     melodies, reason, detail, stats = convert.process_midi_file(
         os.path.join(self._midi_dir, relative_path), self._config,
         timeout_s=self._timeout_s)
-    for name, count in stats.items():
-      yield beam.pvalue.TaggedOutput(_STATS, (name, count))
+    self._stats.update(stats)
     self._done += 1
     self._melodies += len(melodies)
     if reason is not None:
@@ -212,6 +215,14 @@ class ParseMidi(beam.DoFn):
              [tfrecord_format.tokens_to_example_bytes(m) for m in melodies],
              int(sum(len(m) for m in melodies)))
     self._progress()
+
+  def finish_bundle(self):
+    # The bundle's extraction stats as one element per name: a few elements
+    # per bundle instead of several per file.
+    for name, count in sorted(self._stats.items()):
+      yield beam.pvalue.TaggedOutput(
+          _STATS, beam.transforms.window.GlobalWindows.windowed_value(
+              (name, count)))
 
   def _progress(self):
     now = time.time()
@@ -247,14 +258,27 @@ def make_layout(files, melodies_per_shard):
   return {"splits": splits, "offsets": offsets}
 
 
-def _assign_shards(used, layout):
-  """A used file's melodies -> ((split, shard, num_shards), (position, bytes))."""
-  path, split, records, _ = used
-  start = layout["offsets"][path]
-  num_shards = layout["splits"][split]["num_shards"]
-  for j, record in enumerate(records):
-    index = start + j
-    yield (split, index % num_shards, num_shards), (index // num_shards, record)
+class AssignShards(beam.DoFn):
+  """Used files' melodies -> ((split, shard, num_shards), [(position, bytes)]),
+  one element per shard per bundle (not one per melody: fewer elements for
+  the runner to move and group)."""
+
+  def start_bundle(self):
+    self._by_shard = collections.defaultdict(list)
+
+  def process(self, used, layout):
+    path, split, records, _ = used
+    start = layout["offsets"][path]
+    num_shards = layout["splits"][split]["num_shards"]
+    for j, record in enumerate(records):
+      index = start + j
+      self._by_shard[(split, index % num_shards, num_shards)].append(
+          (index // num_shards, record))
+
+  def finish_bundle(self):
+    for key in sorted(self._by_shard):
+      yield beam.transforms.window.GlobalWindows.windowed_value(
+          (key, self._by_shard[key]))
 
 
 def _every_shard(layout):
@@ -266,8 +290,9 @@ def _every_shard(layout):
 
 
 def _write_shard(keyed, output_dir):
-  (split, shard, num_shards), entries = keyed
-  records = sorted(e for e in entries if e is not None)
+  (split, shard, num_shards), lists = keyed
+  records = sorted(e for entries in lists if entries is not None
+                   for e in entries)
   name = tfrecord_format.shard_name(split, shard, num_shards)
   tfrecord_format.write_records(
       os.path.join(output_dir, name + PARTIAL_SUFFIX), (r for _, r in records))
@@ -312,8 +337,7 @@ def build_pipeline(pipeline, midi_dir, relative_paths, output_dir,
       | "AllCounts" >> beam.combiners.ToList()
       | "Layout" >> beam.Map(make_layout, melodies_per_shard))
   layout_side = beam.pvalue.AsSingleton(layout)
-  melodies = used | "AssignShards" >> beam.FlatMap(_assign_shards,
-                                                   layout_side)
+  melodies = used | "AssignShards" >> beam.ParDo(AssignShards(), layout_side)
   shard_keys = layout | "EveryShard" >> beam.FlatMap(_every_shard)
   shards = (
       (melodies, shard_keys)
