@@ -83,6 +83,7 @@ class OnPolicyTuner(tuner_base.TunerBase):
                  notes_composed=self.notes_composed, train_step=self.train_step)
     if self._ppo:
       parts.update(value_network=self.value_network, value_head=self.value_head)
+    self.checkpoint_parts = parts
     self.checkpoint = tf.train.Checkpoint(**parts)
 
   def _value_variables(self):

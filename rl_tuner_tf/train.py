@@ -466,17 +466,20 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
                         c=c, gamma=gamma, seed=seed, tag=tag or algorithm)
 
 
-def _check_restored(status, prefix, log, tag):
-  """Every saved value restored, every object found -- except in a checkpoint
-  written before the replay sampler's generator was saved (before
-  2026-11-29): that run goes on with the sampler restarted from its seed."""
+def _check_restored(tuner, status, prefix, log, tag):
+  """Every saved value restored, every object found -- except the replay
+  sampler's generator in a checkpoint written before it was saved (before
+  2026-11-29): once all the other parts restore and match exactly, that run
+  goes on with the sampler restarted from its seed."""
   try:
     status.assert_consumed()
-  except AssertionError as e:
+  except AssertionError:
     saved = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)}
-    if ("replay_generator" in saved or "replay_buffer" not in saved
-        or not str(e).startswith("Found 1 Python objects")):
+    parts = getattr(tuner, "checkpoint_parts", {})
+    if "replay_generator" in saved or "replay_generator" not in parts:
       raise
+    older = {k: v for k, v in parts.items() if k != "replay_generator"}
+    tf.train.Checkpoint(**older).restore(prefix).assert_consumed()
     log(f"[{tag}] {prefix} predates the saved replay sampler: resuming with "
         "the sampler restarted from its seed (this run will not be bit-"
         "identical to an uninterrupted one).")
@@ -503,7 +506,8 @@ def _tune_locked(algorithm, source_model, run_dir, primer, log, c, gamma,
   manager = checkpointing.manager(tuner.checkpoint, checkpoint_dir)
   resumed = checkpointing.restore_latest(
       tuner.checkpoint, checkpoint_dir, log=log,
-      check=lambda status, prefix: _check_restored(status, prefix, log, tag))
+      check=lambda status, prefix: _check_restored(tuner, status, prefix, log,
+                                                   tag))
   if resumed:
     log(f"[{tag}] resuming from {resumed} at note "
         f"{tuner.num_notes_composed:,}")

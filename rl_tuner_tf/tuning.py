@@ -320,7 +320,8 @@ class Tuner(tuner_base.TunerBase):
     self._stats.loss_sum = tf.Variable(0.0, trainable=False)
     self._stats.loss_count = tf.Variable(0.0, trainable=False)
     self._stats.value_sum = tf.Variable(0.0, trainable=False)
-    self.checkpoint = tf.train.Checkpoint(
+    # What a checkpoint holds, by name (train.py checks a restore against it).
+    self.checkpoint_parts = dict(
         q_network=self.q_network, target_q_network=self.target_q_network,
         reward_rnn=self.reward_rnn,
         optimizer=self.optimizer, environment=self.env.trackable,
@@ -330,6 +331,7 @@ class Tuner(tuner_base.TunerBase):
         greedy_generator=self.agent.policy.generator,
         policy_state=self._policy_state, notes_composed=self.notes_composed,
         train_step=self.agent.train_step_counter)
+    self.checkpoint = tf.train.Checkpoint(**self.checkpoint_parts)
     self._build_sample_stash()
     self.jit_compile = bool(jit_compile)
     self._update_loop_fn = tf.function(self._update_loop, autograph=False,

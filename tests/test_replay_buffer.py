@@ -116,17 +116,22 @@ def test_checkpoint_from_before_the_saved_sampler_resumes_with_a_note(
                                   for k in parts if k != "optimizer"},
                                replay_generator=tuner.replay_generator)
   broken_path = broken.save(str(tmp_path / "broken"))
+  # Before the generator was saved, and without the optimizer either.
+  old_broken = tf.train.Checkpoint(**{k: getattr(tuner.checkpoint, k)
+                                      for k in parts if k != "optimizer"})
+  old_broken_path = old_broken.save(str(tmp_path / "old_broken"))
 
   resumed = tuning.Tuner(config, note_rnn.NoteRNN())
   messages = []
-  train._check_restored(resumed.checkpoint.restore(old_path), old_path,  # pylint: disable=protected-access
-                        messages.append, "q")
+  train._check_restored(resumed, resumed.checkpoint.restore(old_path),  # pylint: disable=protected-access
+                        old_path, messages.append, "q")
   assert "predates the saved replay sampler" in messages[0]
   assert resumed.num_notes_composed == tuner.num_notes_composed == 120
   np.testing.assert_array_equal(resumed.q_network.variables[0].numpy(),
                                 tuner.q_network.variables[0].numpy())
-  other = tuning.Tuner(config, note_rnn.NoteRNN())
-  with pytest.raises(AssertionError):
-    train._check_restored(other.checkpoint.restore(broken_path), broken_path,  # pylint: disable=protected-access
-                          messages.append, "q")
+  for path in (broken_path, old_broken_path):
+    other = tuning.Tuner(config, note_rnn.NoteRNN())
+    with pytest.raises(AssertionError):
+      train._check_restored(other, other.checkpoint.restore(path), path,  # pylint: disable=protected-access
+                            messages.append, "q")
   assert len(messages) == 1
