@@ -38,6 +38,27 @@ LOG_NAME = "train.log"  # in each run's directory
 WORKER_DIED = -1000  # the exit code of a run whose worker or node was lost
 
 
+class ClusterAuthenticationError(RuntimeError):
+  """The cluster at --ray_address rejected the driver's token (or its lack)."""
+
+
+def _refused_token(error):
+  """Whether ``error`` (or one it was raised from) is Ray's authentication
+  error. Ray 2.60's ray.init keeps that error only as text inside the
+  RuntimeError its ConnectionError is raised from, so its name is looked
+  for in the messages too."""
+  auth_type = getattr(ray.exceptions, "AuthenticationError", None)
+  seen = set()
+  while error is not None and id(error) not in seen:
+    if auth_type is not None and isinstance(error, auth_type):
+      return True
+    if "AuthenticationError" in str(error) or "InvalidAuthToken" in str(error):
+      return True
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  return False
+
+
 class RunKilled(RuntimeError):
   """The run's train process was killed by a signal (retried by Ray)."""
 
@@ -89,8 +110,19 @@ def _init(parallel_runs, ray_address):
       "PYTHONPATH": os.pathsep.join(
           p for p in [CHECKOUT, os.environ.get("PYTHONPATH")] if p)}}
   if ray_address:
-    ray.init(address=ray_address, runtime_env=runtime_env,
-             log_to_driver=False)
+    try:
+      ray.init(address=ray_address, runtime_env=runtime_env,
+               log_to_driver=False)
+    except Exception as e:  # pylint: disable=broad-except
+      if _refused_token(e):
+        raise ClusterAuthenticationError(
+            f"the Ray cluster at {ray_address} refused this driver's "
+            "authentication token. Clusters started with `ray start` use "
+            "token authentication by default since Ray 2.59: on a node of "
+            "the cluster use --ray_address=auto, or set RAY_AUTH_MODE=token "
+            "with the cluster's token in ~/.ray/auth_token (or "
+            "RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH) before the command.") from e
+      raise
     return None
   temp_dir = tempfile.mkdtemp(prefix="rl_tuner_ray_")
   ray.init(num_cpus=parallel_runs, include_dashboard=False,

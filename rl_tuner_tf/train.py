@@ -143,7 +143,8 @@ flags.DEFINE_integer("parallel_runs", 1,
                      "Runs of a grid at once (> 1: on local Ray; needs "
                      "pip install -e '.[cluster]').")
 flags.DEFINE_string("ray_address", None,
-                    "Run the grid on this Ray cluster (e.g. ray://head:10001).")
+                    "Run the grid on this Ray cluster (auto on a node of it, "
+                    "or ray://head:10001).")
 flags.DEFINE_integer("pg_num_compositions", _DEFAULTS.pg_num_compositions,
                      "ppo/rloo: whole compositions composed per iteration.")
 flags.DEFINE_float("pg_learning_rate", _DEFAULTS.pg_learning_rate,
@@ -670,8 +671,12 @@ def run_grid_on_ray(specs):
     from rl_tuner_tf import grid_ray  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise app.UsageError(f"--parallel_runs / --ray_address: {e}") from e
-  results = grid_ray.run_on_ray(specs, parallel_runs=FLAGS.parallel_runs,
-                                ray_address=FLAGS.ray_address)
+  try:
+    results = grid_ray.run_on_ray(specs, parallel_runs=FLAGS.parallel_runs,
+                                  ray_address=FLAGS.ray_address)
+  except grid_ray.ClusterAuthenticationError as e:
+    print(f"ERROR: {e}", file=sys.stderr)
+    sys.exit(2)
   failed = [spec.name for spec, code in results if code != 0]
   if failed:
     print(f"ERROR: {len(failed)} run(s) failed: {', '.join(failed)}; rerun "

@@ -1,14 +1,19 @@
 """Grids on Ray (rl_tuner_tf/grid_ray.py): a 4-run grid on local Ray with
 parallel_runs=2 gives the same networks as the runs one by one, a run killed
 mid-way is retried and resumes from its checkpoint, and
-``python -m rl_tuner_tf.train --parallel_runs=2`` end to end.
+``python -m rl_tuner_tf.train --parallel_runs=2`` end to end, and the same
+command attached to a one-node cluster started with ``ray start --head``
+(and, without the cluster's token, refused with a clear error).
 
 Needs Ray (pip install -e ".[cluster]"); skipped without it.
 """
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -128,6 +133,55 @@ def test_train_command_with_parallel_runs(random_checkpoint, one_by_one,
   for spec, ref in zip(specs, one_by_one):
     assert spec.is_done(), output[-3000:]
     _assert_same_networks(spec, ref)
+
+
+def test_train_command_on_a_ray_cluster_started_with_ray_start(
+    random_checkpoint, one_by_one):
+  """README's cluster commands on one node: `ray start --head`, then the
+  train command attached with --ray_address=auto; same networks as one by
+  one. Attaching by IP:port without the cluster's token is a clear error."""
+  ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+  temp_dir = tempfile.mkdtemp(prefix="ray_")  # short: Ray's socket paths
+  out = os.path.join(temp_dir, "grid")
+  port = _free_port()
+  env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+  env["PYTHONPATH"] = REPO
+  started = subprocess.run(
+      [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2",
+       "--include-dashboard=false", "--disable-usage-stats",
+       f"--temp-dir={temp_dir}"],
+      env=env, capture_output=True, text=True, timeout=180)
+  assert started.returncode == 0, started.stdout + started.stderr
+  command = [sys.executable, "-m", "rl_tuner_tf.train", "--algorithm=q",
+             "--c=0.5,2", "--seeds=0,1", f"--output_dir={out}",
+             f"--note_rnn_checkpoint={random_checkpoint}", "--report=false"]
+  command += TINY
+  try:
+    if "Token authentication is enabled" in started.stdout + started.stderr:
+      refused = subprocess.run(command + [f"--ray_address=127.0.0.1:{port}"],
+                               cwd=REPO, env=env, capture_output=True,
+                               text=True, timeout=300)
+      assert refused.returncode == 2, refused.stderr[-3000:]
+      assert "refused this driver's authentication token" in refused.stderr
+    done = subprocess.run(command + ["--ray_address=auto"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+  finally:
+    subprocess.run([ray_cli, "stop", "--force"], capture_output=True,
+                   timeout=120)
+  output = done.stdout + done.stderr
+  assert done.returncode == 0, output[-3000:]
+  assert ("the Ray cluster at auto" in output
+          and "Tuning done: 4 run(s)" in output), output[-3000:]
+  for spec, ref in zip(_specs(random_checkpoint, out), one_by_one):
+    assert spec.is_done(), output[-3000:]
+    _assert_same_networks(spec, ref)
+  shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
 
 
 def test_a_failing_run_is_reported_not_retried(random_checkpoint, tmp_path):
