@@ -94,7 +94,6 @@ class MatmulProbe:
   """
 
   def __init__(self, m, k, n, xla=False, flop_per_timing=1e9):
-    self.shape = (m, k, n)
     self.flop = 2 * m * k * n
     self.calls = max(50, int(flop_per_timing / self.flop))
     a = tf.Variable(tf.random.normal([m, k]))

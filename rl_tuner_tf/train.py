@@ -476,7 +476,7 @@ def _check_restored(tuner, status, prefix, log, tag):
     status.assert_consumed()
   except AssertionError:
     saved = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)}
-    parts = getattr(tuner, "checkpoint_parts", {})
+    parts = tuner.checkpoint_parts
     if "replay_generator" in saved or "replay_generator" not in parts:
       raise
     older = {k: v for k, v in parts.items() if k != "replay_generator"}
