@@ -34,7 +34,10 @@ needs a gradient):
   as a matmul; the one-hot needs no gradient):
     fwd   = T (sum_l 2 N In_l 4H_l + 2 N H_L V)
     total = 3 fwd - T 2 N 38 4H_0
-Adam, clipping and the gates are elementwise and not counted. The bound's
+Adam, clipping and the gates are elementwise and not counted; neither are
+the small Gram matmuls behind the gradient norms (agents/update_step.py:
+2 * 8 * n per gradient of n weights, about 1 MFLOP per update), which
+the bound leaves out against the update. The bound's
 shape is layer 0's gate matmul: [N x In_0] . [In_0 x 4H_0].
 """
 import argparse

@@ -123,11 +123,14 @@ def test_train_step_lowers_loss_and_soft_updates_target(updates):
 def test_nonfinite_loss_changes_nothing():
   agent = _agent("q")
   exp = _experience(reward_scale=np.inf)
-  q_before = [v.numpy() for v in agent.q_network.variables]
+  state = (agent.q_network.variables + agent.target_q_network.variables
+           + agent._optimizer.variables)  # pylint: disable=protected-access
+  state_before = [v.numpy() for v in state]
   loss = agent.train(exp).loss.numpy()
   assert not np.isfinite(loss)
-  for v, before in zip(agent.q_network.variables, q_before):
+  for v, before in zip(state, state_before):  # weights, target, Adam's slots
     np.testing.assert_array_equal(v.numpy(), before)
+  assert int(agent.train_step_counter.numpy()) == 1
 
 
 def test_bad_arguments():

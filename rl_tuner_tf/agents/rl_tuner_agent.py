@@ -15,7 +15,8 @@ TF-Agents' DqnAgent) and takes one gradient step:
       (Eq. 4 / 11 / 13; see targets.py)
   loss = mean over valid transitions of (y - Q(s, a))^2
   each gradient clipped to norm 5, Adam, then the target network moves
-  toward the Q-network: theta- <- theta- - eta (theta- - theta).
+  toward the Q-network: theta- <- theta- - eta (theta- - theta) (the
+  update written out, with its guard, in update_step.py).
 
 Pairs whose first item ends a composition (LAST -> FIRST, TF-Agents'
 "boundary") are not transitions and are masked out of the loss.
@@ -38,6 +39,7 @@ from tf_agents.utils import common
 from rl_tuner_tf.agents import exploration
 from rl_tuner_tf.agents import policies
 from rl_tuner_tf.agents import targets
+from rl_tuner_tf.agents import update_step
 from rl_tuner_tf import melody_policy
 
 
@@ -77,6 +79,7 @@ class RLTunerAgent(tf_agent.TFAgent):
     self._target_update_rate = 1.0 - (1.0 - float(target_update_rate)) ** int(
         target_updates_per_train)
     self._gradient_clip_norm = gradient_clip_norm
+    update_step.check_optimizer(optimizer)
     policy = policies.MelodyPolicy(
         time_step_spec, action_spec, q_network, algorithm, primer=primer,
         seed=seed + 1, name="greedy_policy")
@@ -159,21 +162,15 @@ class RLTunerAgent(tf_agent.TFAgent):
     with tf.GradientTape() as tape:
       loss_info = self._loss(experience, weights)
     gradients = tape.gradient(loss_info.loss, variables)
-    if self._gradient_clip_norm:
-      # The original clips each gradient to norm 5 (tf.clip_by_norm).
-      gradients = [tf.clip_by_norm(g, self._gradient_clip_norm)
-                   for g in gradients]
-    finite = tf.math.is_finite(loss_info.loss)
-
-    def apply():
-      self._optimizer.apply_gradients(zip(gradients, variables))
-      # Soft target update: theta- <- theta- - eta (theta- - theta).
-      common.soft_variables_update(
-          self._q_network.variables, self._target_q_network.variables,
-          tau=self._target_update_rate)
-      return tf.constant(True)
-
-    # A non-finite loss changes nothing; the caller stops the run.
-    tf.cond(finite, apply, lambda: tf.constant(False))
+    # A non-finite loss changes nothing (update_step's arithmetic guard);
+    # the caller stops the run.
+    ok = tf.math.is_finite(loss_info.loss)
+    # The original clips each gradient to norm 5 (tf.clip_by_norm), then Adam.
+    update_step.apply(self._optimizer, gradients, variables, ok,
+                      clip_norm=self._gradient_clip_norm)
+    # Soft target update: theta- <- theta- - eta (theta- - theta).
+    update_step.soft_update(self._q_network.variables,
+                            self._target_q_network.variables,
+                            self._target_update_rate, ok)
     self.train_step_counter.assign_add(1)
     return loss_info
