@@ -81,13 +81,17 @@ def verify(prefix):
     reader.get_tensor(name)
 
 
-def restore_latest(checkpoint, directory, log=print, check=None):
+def restore_latest(checkpoint, directory, log=print, check=None,
+                   objects_for=None):
   """Restores the newest readable checkpoint of ``directory`` into
   ``checkpoint``; returns its path, or None when there is none.
 
   check(status, prefix): called on the restore status (e.g. calls
   ``status.assert_consumed()``); an AssertionError it raises becomes an
   IncompatibleCheckpointError.
+  objects_for(prefix): when given, the tf.train.Checkpoint to restore that
+  prefix into instead of ``checkpoint`` (chosen, e.g., from the names the
+  checkpoint holds), so a checkpoint is read once.
   """
   found = candidates(directory) if os.path.isdir(directory) else []
   if not found:
@@ -103,7 +107,8 @@ def restore_latest(checkpoint, directory, log=print, check=None):
           + ("skipping it for the previous one." if prefix != found[-1]
              else "it was the oldest one."))
       continue
-    status = checkpoint.restore(prefix)
+    target = checkpoint if objects_for is None else objects_for(prefix)
+    status = target.restore(prefix)
     if check is not None:
       try:
         check(status, prefix)

@@ -467,20 +467,29 @@ def tune(algorithm, source_model, run_dir, primer, log=print, c=None,
                         c=c, gamma=gamma, seed=seed, tag=tag or algorithm)
 
 
+def _predates_saved_sampler(tuner, prefix):
+  """A checkpoint written before the replay sampler's generator was saved
+  (before 2026-11-29)."""
+  saved = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)}
+  return ("replay_generator" in tuner.checkpoint_parts
+          and "replay_generator" not in saved)
+
+
+def _checkpoint_for(tuner, prefix):
+  """What to restore ``prefix`` into: the tuner's checkpoint, or for a
+  checkpoint that predates the saved sampler, all its other parts."""
+  if not _predates_saved_sampler(tuner, prefix):
+    return tuner.checkpoint
+  return tf.train.Checkpoint(**{k: v for k, v in tuner.checkpoint_parts.items()
+                                if k != "replay_generator"})
+
+
 def _check_restored(tuner, status, prefix, log, tag):
-  """Every saved value restored, every object found -- except the replay
-  sampler's generator in a checkpoint written before it was saved (before
-  2026-11-29): once all the other parts restore and match exactly, that run
-  goes on with the sampler restarted from its seed."""
-  try:
-    status.assert_consumed()
-  except AssertionError:
-    saved = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)}
-    parts = tuner.checkpoint_parts
-    if "replay_generator" in saved or "replay_generator" not in parts:
-      raise
-    older = {k: v for k, v in parts.items() if k != "replay_generator"}
-    tf.train.Checkpoint(**older).restore(prefix).assert_consumed()
+  """Every saved value restored, every object found (of those _checkpoint_for
+  chose): a run from before the saved sampler goes on, with the sampler
+  restarted from its seed, only when all its other parts match exactly."""
+  status.assert_consumed()
+  if _predates_saved_sampler(tuner, prefix):
     log(f"[{tag}] {prefix} predates the saved replay sampler: resuming with "
         "the sampler restarted from its seed (this run will not be bit-"
         "identical to an uninterrupted one).")
@@ -508,7 +517,8 @@ def _tune_locked(algorithm, source_model, run_dir, primer, log, c, gamma,
   resumed = checkpointing.restore_latest(
       tuner.checkpoint, checkpoint_dir, log=log,
       check=lambda status, prefix: _check_restored(tuner, status, prefix, log,
-                                                   tag))
+                                                   tag),
+      objects_for=lambda prefix: _checkpoint_for(tuner, prefix))
   if resumed:
     log(f"[{tag}] resuming from {resumed} at note "
         f"{tuner.num_notes_composed:,}")

@@ -123,7 +123,9 @@ def test_checkpoint_from_before_the_saved_sampler_resumes_with_a_note(
 
   resumed = tuning.Tuner(config, note_rnn.NoteRNN())
   messages = []
-  train._check_restored(resumed, resumed.checkpoint.restore(old_path),  # pylint: disable=protected-access
+  restored_into = train._checkpoint_for(resumed, old_path)  # pylint: disable=protected-access
+  assert restored_into is not resumed.checkpoint  # read once, without the sampler
+  train._check_restored(resumed, restored_into.restore(old_path),  # pylint: disable=protected-access
                         old_path, messages.append, "q")
   assert "predates the saved replay sampler" in messages[0]
   assert resumed.num_notes_composed == tuner.num_notes_composed == 120
@@ -132,6 +134,26 @@ def test_checkpoint_from_before_the_saved_sampler_resumes_with_a_note(
   for path in (broken_path, old_broken_path):
     other = tuning.Tuner(config, note_rnn.NoteRNN())
     with pytest.raises(AssertionError):
-      train._check_restored(other, other.checkpoint.restore(path), path,  # pylint: disable=protected-access
-                            messages.append, "q")
+      train._check_restored(  # pylint: disable=protected-access
+          other, train._checkpoint_for(other, path).restore(path), path,  # pylint: disable=protected-access
+          messages.append, "q")
   assert len(messages) == 1
+  # Through the main job's resume path: one restore, into the chosen parts.
+  from rl_tuner_tf import checkpointing  # pylint: disable=g-import-not-at-top
+  directory = str(tmp_path / "legacy_run")
+  checkpointing.manager(old, directory).save()
+  again = tuning.Tuner(config, note_rnn.NoteRNN())
+  chosen = []
+
+  def objects_for(prefix):
+    chosen.append(train._checkpoint_for(again, prefix))  # pylint: disable=protected-access
+    return chosen[-1]
+
+  assert checkpointing.restore_latest(
+      again.checkpoint, directory, log=messages.append,
+      check=lambda status, prefix: train._check_restored(  # pylint: disable=protected-access
+          again, status, prefix, messages.append, "q"),
+      objects_for=objects_for)
+  assert len(chosen) == 1 and chosen[0] is not again.checkpoint
+  assert "predates the saved replay sampler" in messages[-1]
+  assert again.num_notes_composed == 120
