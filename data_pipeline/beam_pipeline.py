@@ -258,13 +258,28 @@ def make_layout(files, melodies_per_shard):
   return {"splits": splits, "offsets": offsets}
 
 
+# Melodies AssignShards holds before it passes them on (a bundle may be large).
+ASSIGN_FLUSH_RECORDS = 20000
+
+
 class AssignShards(beam.DoFn):
   """Used files' melodies -> ((split, shard, num_shards), [(position, bytes)]),
   one element per shard per bundle (not one per melody: fewer elements for
-  the runner to move and group)."""
+  the runner to move and group), or sooner once ``flush_records`` melodies
+  are held, so a large bundle's melodies are never all in memory here."""
+
+  def __init__(self, flush_records=None):
+    super().__init__()
+    self._flush_records = flush_records or ASSIGN_FLUSH_RECORDS
 
   def start_bundle(self):
     self._by_shard = collections.defaultdict(list)
+    self._held = 0
+
+  def _take(self):
+    held, self._by_shard, self._held = (
+        self._by_shard, collections.defaultdict(list), 0)
+    return [(key, held[key]) for key in sorted(held)]
 
   def process(self, used, layout):
     path, split, records, _ = used
@@ -274,11 +289,13 @@ class AssignShards(beam.DoFn):
       index = start + j
       self._by_shard[(split, index % num_shards, num_shards)].append(
           (index // num_shards, record))
+    self._held += len(records)
+    if self._held >= self._flush_records:
+      yield from self._take()
 
   def finish_bundle(self):
-    for key in sorted(self._by_shard):
-      yield beam.transforms.window.GlobalWindows.windowed_value(
-          (key, self._by_shard[key]))
+    for element in self._take():
+      yield beam.transforms.window.GlobalWindows.windowed_value(element)
 
 
 def _every_shard(layout):

@@ -67,7 +67,11 @@ def _read_shard(path):
           .map(tfrecords.parse_tokens).as_numpy_iterator()]
 
 
-def test_beam_pipeline_writes_what_a_serial_loop_writes(tmp_path):
+@pytest.mark.parametrize("flush_records", [None, 1])
+def test_beam_pipeline_writes_what_a_serial_loop_writes(tmp_path, monkeypatch,
+                                                        flush_records):
+  if flush_records:  # AssignShards passes melodies on one file at a time
+    monkeypatch.setattr(beam_pipeline, "ASSIGN_FLUSH_RECORDS", flush_records)
   midi_dir = tmp_path / "midi"
   _midi_tree(midi_dir)
   out = tmp_path / "out"
