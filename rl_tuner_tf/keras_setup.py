@@ -4,8 +4,9 @@ TF-Agents 0.19 and TensorFlow Probability 0.23 only work with Keras 2. With
 TensorFlow >= 2.16, ``tf.keras`` is Keras 3 unless the environment variable
 ``TF_USE_LEGACY_KERAS=1`` is set before ``tf.keras`` is first touched
 (TensorFlow resolves ``tf.keras`` lazily, so importing ``tensorflow`` earlier is
-fine).  Every entry point of this project (``rl_tuner_tf``, ``data_pipeline``,
-``export``, tests) imports this module first.
+fine).  Every entry point of this project (``rl_tuner_tf``, ``export``, the
+``data_pipeline`` modules that use TensorFlow, tests) imports this module
+first.
 
 It is also where the console is kept quiet (``quiet_startup``): TensorFlow's
 C++ start-up lines, its CUDA probing errors on machines without a GPU driver

@@ -217,3 +217,22 @@ def test_cli_refuses_a_runner_inside_the_beam_options(tmp_path):
       env=dict(os.environ, PYTHONPATH=REPO))
   assert result.returncode != 0
   assert "--beam_pipeline_options" in result.stderr
+
+
+def test_what_the_workers_import_brings_no_tensorflow():
+  """Beam starts each worker as a fresh process that imports the transforms'
+  modules: without TensorFlow (several seconds per worker) among them, also
+  on a cluster's workers, whose environment lacks TF_CPP_MIN_LOG_LEVEL (with
+  it set, as a local run's workers inherit it, keras_setup skips its import)."""
+  code = ("import sys\n"
+          "import data_pipeline.beam_pipeline, data_pipeline.convert, "
+          "data_pipeline.melodies, data_pipeline.tfrecord_format\n"
+          "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+          "('tensorflow', 'keras', 'tf_keras')))\n")
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("TF_CPP_MIN_LOG_LEVEL", "RL_TUNER_TF_VERBOSE")}
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=300, cwd=repo, env=env)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip() == "[]", result.stdout[-500:]
