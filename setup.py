@@ -12,6 +12,8 @@ from setuptools import find_packages, setup
 
 # The listening study (listening_study/): web app, database, audio, tests.
 _STUDY = ["flask>=3", "gunicorn", "sqlalchemy>=2", "scipy", "pyfluidsynth"]
+# Grids on local Ray (--parallel_runs) or a Ray cluster (--ray_address).
+_CLUSTER = ["ray==2.60.*"]
 
 setup(
     name="rl-tuner-tf",
@@ -43,8 +45,9 @@ setup(
     ],
     extras_require={
         "study": _STUDY,
-        # Grids on local Ray (--parallel_runs) or a Ray cluster (--ray_address).
-        "cluster": ["ray==2.60.*"],
-        "test": ["pytest", "tensorflow-serving-api==2.21.*", "selenium"] + _STUDY,
+        "cluster": _CLUSTER,
+        # Everything every test needs (the Ray grid tests too).
+        "test": (["pytest", "tensorflow-serving-api==2.21.*", "selenium"] +
+                 _STUDY + _CLUSTER),
     },
 )

@@ -49,6 +49,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rl_tuner_tf import keras_setup  # noqa: F401,E402
+from data_pipeline import console  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -249,6 +250,7 @@ def main():
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--diff_iterations", type=int, default=3,
                       help="iterations for the XLA vs op-by-op weight check")
+  console.add_verbose_argument(parser)
   args = parser.parse_args()
 
   try:

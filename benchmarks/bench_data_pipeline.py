@@ -25,8 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rl_tuner_tf import keras_setup  # noqa: E402,F401  (before tensorflow)
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from data_pipeline import console  # noqa: E402
 
 from data_pipeline import corpus  # noqa: E402
 import pre_beam_baseline  # noqa: E402  (benchmarks/, the old Pool build)
@@ -202,4 +202,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  console.run(lambda argv: sys.exit(main(argv)))

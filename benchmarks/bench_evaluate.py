@@ -15,6 +15,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rl_tuner_tf import keras_setup  # noqa: E402,F401
+from data_pipeline import console  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rl_tuner_tf import note_rnn  # noqa: E402
@@ -28,6 +29,7 @@ def main():
   parser.add_argument("--kinds", default="note_rnn,q")
   parser.add_argument("--batch_size", type=int, default=generate.DEFAULT_BATCH_SIZE)
   parser.add_argument("--chunk_size", type=int, default=table1.DEFAULT_CHUNK)
+  console.add_verbose_argument(parser)
   args = parser.parse_args()
   if os.path.exists(os.path.join(note_rnn.SHIPPED_CHECKPOINT_DIR,
                                  note_rnn.CONFIG_FILENAME)):

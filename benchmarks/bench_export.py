@@ -21,8 +21,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from rl_tuner_tf import keras_setup  # noqa: E402,F401  (Keras 2 before tf.keras)
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from data_pipeline import console  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from export import melody_generator  # noqa: E402
@@ -149,4 +149,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  console.run(main)

@@ -18,6 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rl_tuner_tf import keras_setup  # noqa: E402,F401
+from data_pipeline import console  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -31,6 +32,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--parallel_runs", type=int, default=2)
   parser.add_argument("--num_notes", type=int, default=400)
+  console.add_verbose_argument(parser)
   args = parser.parse_args()
   work = tempfile.mkdtemp(prefix="bench_grid_ray_")
   tf.random.set_seed(1)

@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import listening_study  # pylint: disable=g-import-not-at-top,wrong-import-position
+from data_pipeline import console  # noqa: E402
 from listening_study import db  # pylint: disable=wrong-import-position
 from listening_study import simulate  # pylint: disable=wrong-import-position
 from listening_study import stimuli  # pylint: disable=wrong-import-position
@@ -47,6 +48,7 @@ def main():
   parser.add_argument("--run_dir", default=None)
   parser.add_argument("--time_limit", type=float, default=300.0,
                       help="seconds; participants still running then fail")
+  console.add_verbose_argument(parser)
   args = parser.parse_args()
   if args.participants < 1:
     sys.exit("--participants must be >= 1")
@@ -138,4 +140,5 @@ def main():
 
 
 if __name__ == "__main__":
+  console.install()
   main()

@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from rl_tuner_tf import keras_setup  # noqa: E402,F401
+from data_pipeline import console  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rl_tuner_tf import train_note_rnn  # noqa: E402
@@ -55,6 +56,7 @@ def main():
   parser.add_argument("--steps", type=int, default=60)
   parser.add_argument("--warmup", type=int, default=5)
   parser.add_argument("--total_steps", type=int, default=30000)
+  console.add_verbose_argument(parser)
   args = parser.parse_args()
 
   device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"

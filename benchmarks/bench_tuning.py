@@ -28,6 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rl_tuner_tf import keras_setup  # noqa: F401,E402
+from data_pipeline import console  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rl_tuner_tf import note_rnn  # noqa: E402
@@ -112,6 +113,7 @@ def main():
                       help="timed iterations (B notes each) per measurement")
   parser.add_argument("--full_run", action="store_true",
                       help="run all 1,000,000 notes instead of estimating")
+  console.add_verbose_argument(parser)
   args = parser.parse_args()
   source, provenance = _source_model()
   rows = []

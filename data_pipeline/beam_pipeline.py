@@ -60,6 +60,7 @@ def _import_beam():
 beam, beam_options = _import_beam()
 
 from data_pipeline import atomic_files
+from data_pipeline import console
 from data_pipeline import convert
 from data_pipeline import tfrecord_format
 
@@ -105,11 +106,6 @@ def make_options(runner=LOCAL_RUNNER, num_workers=None, extra_options=()):
   return beam_options.PipelineOptions(extra_options, **settings)
 
 
-def _verbose():
-  from rl_tuner_tf import keras_setup  # pylint: disable=g-import-not-at-top
-  return keras_setup.verbose_requested()
-
-
 @contextlib.contextmanager
 def _quiet_beam_logs():
   """Beam's log lines (job service, worker start and stop, each worker's log
@@ -117,7 +113,7 @@ def _quiet_beam_logs():
   reported) off the console, unless --verbose / RL_TUNER_TF_VERBOSE."""
   beam_logger = logging.getLogger("apache_beam")
   level = beam_logger.level
-  if not _verbose():
+  if not console.verbose_requested():
     beam_logger.setLevel(logging.CRITICAL)
   try:
     yield
@@ -137,7 +133,7 @@ _KEPT_PREFIX = b"[data_pipeline]"
 def _filtered_worker_stderr():
   """Keeps only _KEPT_PREFIX lines, as they come, on file descriptor 2 while
   local worker processes run (they inherit it); everything with --verbose."""
-  if _verbose():
+  if console.verbose_requested():
     yield
     return
   sys.stderr.flush()

@@ -13,6 +13,7 @@ import time
 
 from absl import app
 from absl import flags
+from data_pipeline import console
 
 from data_pipeline import corpus
 
@@ -64,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  console.run(lambda argv: sys.exit(main(argv)))

@@ -295,6 +295,8 @@ def _define_flags():
                       "Beam pipeline options passed through, as one string "
                       "(e.g. \"--flink_master=host:8081 --parallelism=16\"); "
                       "not --runner.")
+  flags.DEFINE_integer("melodies_per_shard", PipelineConfig.melodies_per_shard,
+                       "Melodies per TFRecord shard.", lower_bound=1)
   flags.DEFINE_boolean("force", False, "Rebuild even if the cache matches.")
   flags.DEFINE_float("file_timeout_s", 30.0, "A file whose parse takes "
                      "longer is skipped (reason 'parse timeout').")
@@ -346,7 +348,8 @@ def main(argv):
           gap_bars=flags_.gap_bars, min_bars=flags_.min_bars,
           max_steps=flags_.max_steps,
           min_unique_pitches=flags_.min_unique_pitches),
-      validation_percent=flags_.validation_percent)
+      validation_percent=flags_.validation_percent,
+      melodies_per_shard=flags_.melodies_per_shard)
   try:
     manifest = build_dataset(flags_.midi_dir, flags_.output_dir, config,
                              num_workers=flags_.num_workers,
@@ -365,6 +368,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
+  from data_pipeline import console  # pylint: disable=g-import-not-at-top
   FLAGS = _define_flags()
-  app.run(lambda argv: sys.exit(main(argv)))
+  console.run(lambda argv: sys.exit(main(argv)))

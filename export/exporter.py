@@ -63,8 +63,10 @@ def export_all(model_base_path, tuned_model_dir=None, note_rnn_checkpoint=None,
                max_batch=melody_generator.DEFAULT_MAX_BATCH,
                random_note_max=melody_generator.DEFAULT_RANDOM_NOTE_MAX,
                export_tfagents_policy=True, tfagents_policy_base_path=None,
-               tfagents_greedy=False, tfagents_temperature=1.0):
-  """Both exports. Returns {"serving": (version, path), "tfagents_policy": ...}."""
+               tfagents_greedy=False, tfagents_temperature=1.0,
+               log=lambda message: None):
+  """Both exports, each reported to ``log`` as it starts and once published.
+  Returns {"serving": (version, path), "tfagents_policy": ...}."""
   if not model_base_path:
     raise ValueError("model_base_path is required")
   kind, reward_rnn, q_network, provenance = load_source(
@@ -79,9 +81,12 @@ def export_all(model_base_path, tuned_model_dir=None, note_rnn_checkpoint=None,
     for path in [model_base_path] + ([base] if export_tfagents_policy else []):
       locks.enter_context(run_lock.hold(path))
       versioning.remove_abandoned_exports(path)
+    log(f"serving: exporting the {kind} model under {model_base_path}")
     results = {"serving": export_serving_model(generator, model_base_path,
                                                provenance)}
+    log("serving: version {} -> {}".format(*results["serving"]))
     if export_tfagents_policy:
+      log(f"tfagents_policy: exporting the TF-Agents policy under {base}")
       # Imported here: TF-Agents (and TFP) take seconds to import and only
       # this export needs them.
       from export import tfagents_policy  # pylint: disable=g-import-not-at-top
@@ -89,4 +94,6 @@ def export_all(model_base_path, tuned_model_dir=None, note_rnn_checkpoint=None,
           kind, reward_rnn, q_network, greedy=tfagents_greedy,
           temperature=tfagents_temperature)
       results["tfagents_policy"] = tfagents_policy.save_policy(policy, base)
+      log("tfagents_policy: version {} -> {}".format(
+          *results["tfagents_policy"]))
   return results

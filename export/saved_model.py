@@ -15,7 +15,7 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
+from data_pipeline import console
 import tensorflow as tf
 
 from data_pipeline import run_lock
@@ -61,23 +61,21 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    results = exporter.export_all(
+    exporter.export_all(  # prints each export as it starts and once published
         FLAGS.model_base_path, FLAGS.tuned_model_dir, FLAGS.note_rnn_checkpoint,
         FLAGS.max_steps, FLAGS.max_batch, FLAGS.random_note_max,
         FLAGS.export_tfagents_policy, FLAGS.tfagents_policy_base_path,
-        FLAGS.tfagents_greedy, FLAGS.tfagents_temperature)
+        FLAGS.tfagents_greedy, FLAGS.tfagents_temperature,
+        log=lambda message: print(message, flush=True))
   except (FileNotFoundError, ValueError) as e:  # bad source or flag values
     raise app.UsageError(str(e)) from e
   except (run_lock.RunLockedError, OSError,
           tf.errors.OpError) as e:  # busy, read-only, full
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(2)
-  for what, (version, path) in sorted(results.items()):
-    logging.info("%s export: version %d at %s", what, version, path)
-    print(f"{what}: version {version} -> {path}")
 
 
 if __name__ == "__main__":
   define_flags()
   flags.mark_flag_as_required("model_base_path")
-  app.run(main)
+  console.run(main)

@@ -29,6 +29,7 @@ import urllib.request
 from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 from absl import app
 from absl import flags
+from data_pipeline import console
 import numpy as np
 
 GENERATE_SIGNATURE = "serving_default"
@@ -185,4 +186,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  console.run(main)

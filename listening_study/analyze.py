@@ -9,8 +9,8 @@ rewrites the run's report so that it links to the summary.
 import os
 import sys
 
-from absl import app
 from absl import flags
+from data_pipeline import console
 
 import listening_study
 from listening_study import analysis
@@ -57,4 +57,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  console.run(main)

@@ -11,9 +11,8 @@ serves it.
 import os
 import sys
 
-from absl import app
 from absl import flags
-from absl import logging
+from data_pipeline import console
 
 import listening_study
 from listening_study import stimuli
@@ -39,7 +38,7 @@ def prepare_if_missing(run_dir, study, per_model, seed=0, models=None,
                        soundfont=None, force=False):
   out = listening_study.stimuli_dir(study)
   if not force and os.path.isfile(os.path.join(out, stimuli.MANIFEST)):
-    logging.info("stimuli already in %s (use --force to replace)", out)
+    print(f"stimuli already in {out} (use --force to replace)")
     return stimuli.load_manifest(out)
   if force and os.path.isdir(out):
     import shutil  # pylint: disable=g-import-not-at-top
@@ -68,4 +67,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  console.run(main)

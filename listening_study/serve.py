@@ -12,8 +12,8 @@ import os
 import secrets
 import sys
 
-from absl import app
 from absl import flags
+from data_pipeline import console
 
 import listening_study
 from listening_study import db
@@ -129,4 +129,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  console.run(main)

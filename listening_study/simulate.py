@@ -26,6 +26,7 @@ import urllib.parse
 import numpy as np
 
 from listening_study import design
+from data_pipeline import console
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -235,6 +236,7 @@ def main(argv=None):
   parser.add_argument("--noise", type=float, default=1.0)
   parser.add_argument("--browser", action="store_true")
   parser.add_argument("--seed", type=int, default=0)
+  console.add_verbose_argument(parser)
   args = parser.parse_args(argv)
   manifest = stimuli.load_manifest(listening_study.stimuli_dir(args.study_dir))
   quality = parse_quality(args.quality)
@@ -257,6 +259,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  console.install()
   random.seed()
   main()
 

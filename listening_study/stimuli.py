@@ -14,9 +14,9 @@ ceiling instead (the manifest records each clip's final levels).
 """
 import glob
 import json
-import logging
 import os
 import secrets
+import sys
 import wave
 
 import numpy as np
@@ -167,8 +167,8 @@ def prepare(run_dir, output_dir, per_model=12, seed=0, models=None,
            " apt-get install fluidsynth)")
     if not allow_sine:
       raise StimuliError(f"cannot render with FluidSynth: {why}")
-    logging.warning("FALLBACK: rendering with note-seq's SINE synthesiser, not "
-                    "a real instrument, because %s.", why)
+    print(f"WARNING: rendering with note-seq's sine synthesiser, not a real "
+          f"instrument, because {why}.", file=sys.stderr)
     renderer, sf2 = "note_seq_sine", None
 
   audio_dir = os.path.join(output_dir, "audio")

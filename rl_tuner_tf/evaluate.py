@@ -18,6 +18,7 @@ import sys
 
 from absl import app
 from absl import flags
+from data_pipeline import console
 
 from rl_tuner_tf import keras_setup  # noqa: F401
 
@@ -91,4 +92,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  console.run(main)

@@ -8,28 +8,20 @@ fine).  Every entry point of this project (``rl_tuner_tf``, ``export``, the
 ``data_pipeline`` modules that use TensorFlow, tests) imports this module
 first.
 
-It is also where the console is kept quiet (``quiet_startup``): TensorFlow's
-C++ start-up lines, its CUDA probing errors on machines without a GPU driver
-and gym's deprecation banner are filtered before TensorFlow and gym are
-imported, unless ``--verbose`` is on the command line, RL_TUNER_TF_VERBOSE=1
-is set, or the user set TF_CPP_MIN_LOG_LEVEL themselves.
+It also keeps TensorFlow's import quiet (``quiet_startup``): in one of the
+project's programs it installs the console filter of data_pipeline/console.py
+before TensorFlow loads; elsewhere it filters the log records TensorFlow
+writes while it loads.  gym's banner is dropped.  ``--verbose`` or
+RL_TUNER_TF_VERBOSE=1 keeps everything.
 """
 import contextlib
 import os
-import re
 import sys
 import tempfile
 
+from data_pipeline import console
+
 _VAR = "TF_USE_LEGACY_KERAS"
-VERBOSE_ENV = "RL_TUNER_TF_VERBOSE"
-# Lines TensorFlow's C++ side writes to stderr while it loads and probes for
-# GPUs, before TF_CPP_MIN_LOG_LEVEL applies (absl logs them pre-init).
-_STARTUP_NOISE = re.compile(
-    r"All log messages before absl::InitializeLog|cudart_stub\.cc|"
-    r"cpu_feature_guard\.cc|To enable the following instructions|"
-    r"cuda_platform\.cc|failed call to cuInit|cuda_diagnostics|cuda_executor|"
-    r"Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning|"
-    r"computation placer already registered|oneDNN custom operations")
 
 
 def ensure_legacy_keras():
@@ -68,20 +60,10 @@ def ensure_legacy_keras():
       tf.__path__ = [legacy_dir] + [p for p in paths if p != legacy_dir]
 
 
-def verbose_requested(argv=None):
-  """--verbose[=true|1] on the command line, or RL_TUNER_TF_VERBOSE=1."""
-  env = os.environ.get(VERBOSE_ENV, "").strip().lower()
-  if env:
-    return env not in ("0", "false", "no")
-  for arg in (sys.argv if argv is None else argv)[1:]:
-    if arg in ("--verbose", "--verbose=true", "--verbose=True", "--verbose=1"):
-      return True
-  return False
-
-
 @contextlib.contextmanager
 def _filtered_stderr():
-  """Captures file descriptor 2 (C++ writes too); passes on all but _STARTUP_NOISE."""
+  """Captures file descriptor 2 (C++ writes too) while only TensorFlow writes
+  there; passes it on less its log records (wrapped lines included)."""
   sys.stderr.flush()
   saved = os.dup(2)
   with tempfile.TemporaryFile() as captured:
@@ -93,10 +75,9 @@ def _filtered_stderr():
       os.dup2(saved, 2)
       os.close(saved)
       captured.seek(0)
-      lines = captured.read().decode("utf-8", "replace").splitlines(True)
-      kept = "".join(l for l in lines if not _STARTUP_NOISE.search(l))
+      kept = console.without_records(captured.read(), whole_span=True)
       if kept:
-        os.write(2, kept.encode("utf-8"))
+        os.write(2, kept)
 
 
 def _silence_gym_notice():
@@ -111,18 +92,20 @@ def _silence_gym_notice():
 
 
 def quiet_startup():
-  """Filters start-up noise at its sources; a no-op when verbose_requested().
+  """Keeps TensorFlow's import quiet; a no-op when console.verbose_requested().
 
-  TF_CPP_MIN_LOG_LEVEL=2 (unless set by the user: then nothing is filtered)
-  hides TensorFlow's C++ INFO and WARNING lines; the lines it writes before
-  that applies (library loading, the GPU probe) are filtered from stderr
-  while TensorFlow is imported and lists its GPUs; gym's banner is removed
-  from gym_notices before gym is imported.
+  In one of the project's programs the console filter (data_pipeline/console.py)
+  is installed first and stays for the whole run.  Anywhere (a notebook, pytest
+  too), TF_CPP_MIN_LOG_LEVEL=2 unless set, and the log records TensorFlow writes
+  while it loads and probes for GPUs are filtered from stderr.  gym's banner
+  is removed before gym loads.
   """
-  if verbose_requested() or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+  if console.verbose_requested():
     return
-  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
   _silence_gym_notice()
+  if console.is_project_program():
+    console.install()
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   if "tensorflow" in sys.modules:
     return
   with _filtered_stderr():

@@ -47,8 +47,8 @@ import sys
 import time
 
 from absl import app
-from absl import logging
 from absl import flags
+from data_pipeline import console
 
 from rl_tuner_tf import keras_setup  # noqa: F401
 import numpy as np
@@ -193,10 +193,10 @@ flags.DEFINE_integer("report_melodies", 100000,
                      "Melodies per model for the final evaluation report "
                      "(the paper's 100,000).")
 flags.DEFINE_bool("verbose", False,
-                  "Keep TensorFlow's start-up lines, CUDA probing errors, gym's "
-                  "banner and deprecation warnings on stderr (default: only this "
-                  "job's progress; also RL_TUNER_TF_VERBOSE=1; see "
-                  "rl_tuner_tf/keras_setup.py).")
+                  "Keep the libraries' log lines (TensorFlow's C++ log, CUDA "
+                  "probing, absl) and warnings on the console (default: only "
+                  "this job's progress and errors; also RL_TUNER_TF_VERBOSE=1; "
+                  "see data_pipeline/console.py).")
 flags.DEFINE_bool("report", True,
                   "Write the evaluation report when all algorithms are done.")
 
@@ -618,12 +618,7 @@ def evaluate_and_report(output_dir, num_melodies, seed, log=print):
 
 def main(argv):
   if FLAGS.verbose:
-    os.environ[keras_setup.VERBOSE_ENV] = "1"  # the evaluation subprocess too
-    logging.set_verbosity(logging.WARNING)
-  else:
-    # Deprecation warnings from TF-Agents' internals are not the user's business.
-    logging.set_verbosity(logging.ERROR)
-    tf.get_logger().setLevel("ERROR")
+    os.environ[console.VERBOSE_ENV] = "1"  # the evaluation subprocess too
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   algorithms = [a.strip() for a in FLAGS.algorithm if a.strip()]
@@ -695,4 +690,4 @@ def run_grid_on_ray(specs):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  console.run(main)

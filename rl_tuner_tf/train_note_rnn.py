@@ -684,6 +684,6 @@ def main(argv):
 _FLAGS = None
 
 if __name__ == "__main__":
-  from absl import app as _app  # pylint: disable=g-import-not-at-top
+  from data_pipeline import console  # pylint: disable=g-import-not-at-top
   _FLAGS = define_flags()
-  _app.run(main)
+  console.run(main)

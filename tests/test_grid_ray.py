@@ -1,11 +1,12 @@
-"""Grids on Ray (rl_tuner_tf/grid_ray.py): a 4-run grid on local Ray with
-parallel_runs=2 gives the same networks as the runs one by one, a run killed
+"""Grids on Ray (rl_tuner_tf/grid_ray.py): a 2-run grid (c = 0.5, 2) on local
+Ray with parallel_runs=2 gives the same networks as the runs one by one, a run killed
 mid-way is retried and resumes from its checkpoint, and
 ``python -m rl_tuner_tf.train --parallel_runs=2`` end to end, and the same
 command attached to a one-node cluster started with ``ray start --head``
 (and, without the cluster's token, refused with a clear error).
 
-Needs Ray (pip install -e ".[cluster]"); skipped without it.
+Needs Ray (the test and cluster extras install it): skipped without it, a
+failure in CI (CI set), which installs the test extra.
 """
 import os
 import shutil
@@ -23,8 +24,13 @@ import pytest
 from rl_tuner_tf import grid
 from rl_tuner_tf import melody_policy
 
-ray = pytest.importorskip(
-    "ray", reason='Ray is not installed (pip install -e ".[cluster]")')
+try:
+  import ray  # noqa: F401  pylint: disable=unused-import
+except ImportError:
+  if os.environ.get("CI"):
+    raise  # .ci/run installs the test extra, which has Ray
+  pytest.skip('Ray is not installed (pip install -e ".[test]" or ".[cluster]")',
+              allow_module_level=True)
 from rl_tuner_tf import grid_ray  # pylint: disable=g-import-not-at-top
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +40,7 @@ TINY = ["--num_notes=400", "--num_compositions=40", "--replay_capacity=1000",
 
 
 def _specs(checkpoint, out):
-  return grid.expand(["q"], [0.5, 2.0], [0.5], [0, 1], out,
+  return grid.expand(["q"], [0.5, 2.0], [0.5], [0], out,
                      flags=TINY + [f"--note_rnn_checkpoint={checkpoint}"])
 
 
@@ -100,7 +106,7 @@ def test_grid_on_local_ray_matches_one_by_one_and_survives_kill_9(
   results = grid_ray.run_on_ray(specs, parallel_runs=2, log=messages.append)
   killer.join(10)
   assert [s for s, _ in results] == specs
-  assert [code for _, code in results] == [0, 0, 0, 0], messages
+  assert [code for _, code in results] == [0, 0], messages
   assert killed, "the run finished before its train process could be killed"
   with open(grid_ray.log_path(victim)) as f:
     log = f.read()
@@ -112,15 +118,15 @@ def test_grid_on_local_ray_matches_one_by_one_and_survives_kill_9(
 
   # Done runs are skipped (no Ray started at all).
   again = []
-  assert [c for _, c in grid_ray.run_on_ray(specs, log=again.append)] == [0] * 4
-  assert all("already done" in m for m in again) and len(again) == 4
+  assert [c for _, c in grid_ray.run_on_ray(specs, log=again.append)] == [0] * 2
+  assert all("already done" in m for m in again) and len(again) == 2
 
 
 def test_train_command_with_parallel_runs(random_checkpoint, one_by_one,
                                           tmp_path):
   out = str(tmp_path / "grid")
   command = [sys.executable, "-m", "rl_tuner_tf.train", "--algorithm=q",
-             "--c=0.5,2", "--seeds=0,1", f"--output_dir={out}",
+             "--c=0.5,2", f"--output_dir={out}",
              f"--note_rnn_checkpoint={random_checkpoint}", "--report=false",
              "--parallel_runs=2"] + TINY
   env = dict(os.environ, PYTHONPATH=REPO)
@@ -128,7 +134,7 @@ def test_train_command_with_parallel_runs(random_checkpoint, one_by_one,
                         text=True, timeout=600)
   output = done.stdout + done.stderr
   assert done.returncode == 0, output[-3000:]
-  assert "local Ray (2 at once)" in output and "Tuning done: 4 run(s)" in output
+  assert "local Ray (2 at once)" in output and "Tuning done: 2 run(s)" in output
   specs = _specs(random_checkpoint, out)
   for spec, ref in zip(specs, one_by_one):
     assert spec.is_done(), output[-3000:]
@@ -153,7 +159,7 @@ def test_train_command_on_a_ray_cluster_started_with_ray_start(
       env=env, capture_output=True, text=True, timeout=180)
   assert started.returncode == 0, started.stdout + started.stderr
   command = [sys.executable, "-m", "rl_tuner_tf.train", "--algorithm=q",
-             "--c=0.5,2", "--seeds=0,1", f"--output_dir={out}",
+             "--c=0.5,2", f"--output_dir={out}",
              f"--note_rnn_checkpoint={random_checkpoint}", "--report=false"]
   command += TINY
   try:
@@ -171,7 +177,7 @@ def test_train_command_on_a_ray_cluster_started_with_ray_start(
   output = done.stdout + done.stderr
   assert done.returncode == 0, output[-3000:]
   assert ("the Ray cluster at auto" in output
-          and "Tuning done: 4 run(s)" in output), output[-3000:]
+          and "Tuning done: 2 run(s)" in output), output[-3000:]
   for spec, ref in zip(_specs(random_checkpoint, out), one_by_one):
     assert spec.is_done(), output[-3000:]
     _assert_same_networks(spec, ref)

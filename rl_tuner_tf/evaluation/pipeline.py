@@ -25,7 +25,6 @@ import math
 import os
 import time
 
-from absl import logging
 
 from data_pipeline import atomic_files
 from data_pipeline import run_lock
@@ -247,6 +246,7 @@ def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
         results[name] = saved
         continue
     os.makedirs(model_dir, exist_ok=True)
+    log(f"{name}: sampling {num_melodies} melodies of {num_notes} notes")
     start = time.time()
     tokens, log_p, log_pi = generate.generate_melodies(
         kind, q_network, reward_rnn, num_melodies, seed, num_notes=num_notes,
@@ -275,7 +275,6 @@ def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
                               prefix=name, title=name)
     message = (f"{name}: {num_melodies} melodies sampled in "
                f"{generated - start:.1f} s, Table 1 in {scored - generated:.1f} s")
-    logging.info(message)
     log(message)
     results[name] = stats
   atomic_files.write_text(os.path.join(output_dir, "table1.md"),

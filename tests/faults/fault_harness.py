@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -38,13 +39,16 @@ class Trial:
   fault: str
   survived: bool
   detail: str = ""
+  # kill -9 trials: "before" / "after" the job's first checkpoint or
+  # published file, as found on disk once the job was dead.
+  landed: str = ""
 
 
 def _env():
   env = dict(os.environ)
   env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   env["CUDA_VISIBLE_DEVICES"] = ""
+  env["PYTHONUNBUFFERED"] = "1"  # each output line as it is printed, as on a terminal
   return env
 
 
@@ -56,27 +60,115 @@ def run(command, timeout=900, preexec_fn=None):
   return result.returncode, result.stdout + result.stderr
 
 
-def run_and_kill(command, kill_after_s, timeout=900):
-  """Starts a command in its own session and kill -9s the whole job (the
-  process and any workers it forked) after ``kill_after_s`` seconds.
+class _Job:
+  """A command in its own session, its merged output read as it comes."""
 
-  -> (killed, output): killed is False when it finished before the kill.
-  """
-  process = subprocess.Popen(command, cwd=REPO, env=_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-  try:
-    try:
-      process.wait(kill_after_s)
-      killed = False
-    except subprocess.TimeoutExpired:
-      os.killpg(process.pid, signal.SIGKILL)
-      killed = True
-    output = process.communicate(timeout=timeout)[0].decode(errors="replace")
-  finally:
+  def __init__(self, command):
+    self.start = time.time()
+    self.process = subprocess.Popen(
+        command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True)
+    self.lines = []
+    self.first_line = threading.Event()
+    self._reader = threading.Thread(target=self._read, daemon=True)
+    self._reader.start()
+
+  def _read(self):
+    for line in self.process.stdout:
+      self.lines.append(line.decode(errors="replace"))
+      self.first_line.set()
+    self.first_line.set()  # no output at all: stop waiting
+
+  def wait_first_line(self, timeout=900):
+    """-> seconds from the start to the job's first output line (None if
+    it ended without one)."""
+    self.first_line.wait(timeout)
+    return time.time() - self.start if self.lines else None
+
+  def running(self):
+    return self.process.poll() is None
+
+  def wait_until(self, predicate, poll_s=0.02):
+    """Polls predicate while the job runs -> seconds from the start when it
+    first held, or None if the job ended first."""
+    while self.running():
+      if predicate():
+        return time.time() - self.start
+      time.sleep(poll_s)
+    return None
+
+  def kill(self):
     with contextlib.suppress(ProcessLookupError, PermissionError):
-      os.killpg(process.pid, signal.SIGKILL)
-  return killed, output
+      os.killpg(self.process.pid, signal.SIGKILL)
+
+  def finish(self, timeout=900):
+    """Waits for the end (killing what is left of the session) -> output."""
+    try:
+      self.process.wait(timeout)
+    finally:
+      self.kill()
+    self._reader.join(60)
+    return "".join(self.lines)
+
+
+@dataclasses.dataclass
+class Timing:
+  """One uninterrupted run: seconds from its start to its first output
+  line, to its first checkpoint / published file, and to its end."""
+  first_line: float
+  durable: float
+  end: float
+
+
+def time_job(command, durable):
+  """Runs command uninterrupted, watching its output and durable() -> Timing."""
+  job = _Job(command)
+  first = job.wait_first_line()
+  seen = job.wait_until(durable)
+  output = job.finish()
+  end = time.time() - job.start
+  assert job.process.returncode == 0, tail(output, 3000)
+  assert first is not None, "the job printed nothing"
+  if seen is None:
+    seen = end if durable() else None
+  assert seen is not None, "no checkpoint or published file was seen"
+  return Timing(first, seen, end)
+
+
+def run_and_kill(command, stratum, timing, durable, rng):
+  """kill -9s the whole job (the process and any workers it started) at a
+  random moment of its work: after its first output line, in the stratum
+  "before" (uniform over the reference's time from the first line to the
+  first checkpoint / published file) or "after" (once durable() holds,
+  uniform over the reference's remaining time).
+
+  -> (killed, landed, kill_at): landed is "before" / "after" as found on
+  disk with the job dead; killed is False when the job ended first.
+  """
+  job = _Job(command)
+  started = job.wait_first_line()
+  if started is None or not job.running():
+    job.finish()
+    return False, "", 0.0
+  if stratum == "before":
+    delay = rng.uniform(0.05, 0.95) * max(timing.durable - timing.first_line,
+                                          0.0)
+    origin = started
+  else:
+    origin = job.wait_until(durable)
+    if origin is None:
+      job.finish()
+      return False, "", 0.0
+    delay = rng.uniform(0.05, 0.95) * max(timing.end - timing.durable, 0.0)
+  deadline = job.start + origin + delay
+  while job.running() and time.time() < deadline:
+    time.sleep(min(0.01, max(deadline - time.time(), 0.0)))
+  kill_at = time.time() - job.start
+  killed = job.running()
+  job.kill()
+  job.finish()
+  landed = "after" if durable() else "before"
+  return killed, landed, kill_at
 
 
 def clean_error(returncode, output, must_name=None):
@@ -172,7 +264,8 @@ class Faults:
   def dataset_command(self, output_dir, midi_dir=None):
     return [PY, "-m", "data_pipeline.build_dataset",
             f"--midi_dir={midi_dir or self.midi_dir()}",
-            f"--output_dir={output_dir}", "--num_workers=2"]
+            f"--output_dir={output_dir}", "--num_workers=2",
+            "--melodies_per_shard=40"]  # several shards (185 melodies)
 
   def note_rnn_command(self, run_dir, num_steps=60):
     return [PY, "-m", "rl_tuner_tf.train_note_rnn",
@@ -198,11 +291,14 @@ class Faults:
             f"--output_dir={output_dir}", "--num_melodies=300",
             "--batch_size=100", "--num_samples=1"]
 
-  def export_command(self, model_base_path, tuned_model_dir=None):
+  def export_command(self, model_base_path, tuned_model_dir=None,
+                     tfagents_policy=False):
+    """tfagents_policy: also the TF-Agents policy, published after the
+    SavedModel (a kill can land between the two)."""
     return [PY, "-m", "export.saved_model",
             f"--tuned_model_dir={tuned_model_dir or self.tuned_model_dir()}",
             f"--model_base_path={model_base_path}",
-            "--export_tfagents_policy=false"]
+            f"--export_tfagents_policy={str(tfagents_policy).lower()}"]
 
   # -- references (uninterrupted runs, built once) ------------------------------
   def _reference(self, name, build):
@@ -265,9 +361,6 @@ class Faults:
       assert code == 0, tail(out, 3000)
       return output_dir
     return self._reference("evaluation", build)
-
-  def seconds(self, name):
-    return self._ref.get(name + "_seconds", 30.0)
 
   # -- validity checks ---------------------------------------------------------
   def check_dataset(self, output_dir, reference):
@@ -382,48 +475,63 @@ class Faults:
     return problems
 
   # -- kill -9 at random moments -------------------------------------------------
-  def _kill_trials(self, fault, count, reference_seconds, prepare, command,
-                   check):
-    """count trials: kill the job at a uniform random moment of its
-    reference duration, rerun the same command, check its outputs."""
+  def _kill_trials(self, fault, count, prepare, command, check, durable):
+    """count trials: kill the job at a random moment of its work (after its
+    first output line; alternately before and after its first checkpoint or
+    published file, ``durable(target)``), rerun the same command, check its
+    outputs.  One uninterrupted run first times the job on this machine."""
+    timing = time_job(command(prepare("timing")),
+                      lambda: durable(prepare.last))
+    self.log(f"  {fault}: first line at {timing.first_line:.1f}s, first "
+             f"checkpoint / published file at {timing.durable:.1f}s, end at "
+             f"{timing.end:.1f}s")
     trials = []
-    duration = reference_seconds  # of a whole run, updated as runs finish
     for i in range(count):
+      stratum = ("before", "after")[i % 2]
       for _ in range(4):  # a run that finished before its kill is redone
         target = prepare(i)
-        cmd = command(target)
-        kill_at = self.rng.uniform(0.1, 0.9) * duration
-        start = time.time()
-        killed, _ = run_and_kill(cmd, kill_at)
+        killed, landed, kill_at = run_and_kill(
+            command(target), stratum, timing, lambda: durable(target),
+            self.rng)
         if killed:
           break
-        duration = time.time() - start  # the machine is faster than thought
-      code, out = run(cmd)
+      code, out = run(command(target))
       problems = [] if code == 0 else [f"rerun exit {code}: {tail(out)}"]
       if not problems:
         problems = check(target)
       if not killed:  # not a kill trial at all: counted as not survived
         problems.append("never killed: every run finished first")
-      moment = f"kill -9 at {kill_at:.1f}s" + ("" if killed else
-                                               " (had finished)")
+      moment = (f"kill -9 at {kill_at:.1f}s, {landed} the first checkpoint "
+                f"/ published file" if killed else "had finished")
       trials.append(Trial(fault, not problems,
                           moment + ("; " + "; ".join(problems)
-                                    if problems else "")))
-      self.log(f"  {fault} #{i + 1}: {trials[-1].detail or 'ok'} -> "
+                                    if problems else ""),
+                          landed if killed else ""))
+      self.log(f"  {fault} #{i + 1}: {trials[-1].detail} -> "
                f"{'survived' if not problems else 'LOST'}")
     return trials
 
   def n(self, quick, full):
     return full if self.full else quick
 
+  def _fresh_in(self, name):
+    """prepare(i) for _kill_trials: a fresh folder; .last is the latest."""
+    def prepare(i):
+      prepare.last = self.fresh(name, str(i))
+      return prepare.last
+    return prepare
+
   def fault_kill_corpus_build(self):
     reference = self.corpus_root()
     return self._kill_trials(
-        "kill -9: corpus build", self.n(1, 4), self.seconds("corpus"),
-        lambda i: self.fresh("kill_corpus", str(i)), self.corpus_command,
+        "kill -9: corpus build", self.n(2, 4), self._fresh_in("kill_corpus"),
+        self.corpus_command,
         lambda root: self.check_dataset(
             os.path.join(root, "corpus_tfrecords"),
-            os.path.join(reference, "corpus_tfrecords")))
+            os.path.join(reference, "corpus_tfrecords")),
+        # the ABC -> MIDI stage published (its manifest is written last)
+        lambda root: os.path.exists(
+            os.path.join(root, "corpus_midi_manifest.json")))
 
   def _dataset_reference(self):
     def build():
@@ -436,43 +544,43 @@ class Faults:
   def fault_kill_dataset_build(self):
     reference = self._dataset_reference()
     return self._kill_trials(
-        "kill -9: dataset build", self.n(1, 4), self.seconds("dataset"),
-        lambda i: self.fresh("kill_dataset", str(i)), self.dataset_command,
-        lambda out: self.check_dataset(out, reference))
+        "kill -9: dataset build", self.n(2, 4),
+        self._fresh_in("kill_dataset"), self.dataset_command,
+        lambda out: self.check_dataset(out, reference),
+        lambda out: bool(glob.glob(os.path.join(out, "*.tfrecord"))))
 
   def fault_kill_note_rnn_training(self):
-    self.note_rnn_run()
     return self._kill_trials(
-        "kill -9: Note RNN training", self.n(1, 4),
-        self.seconds("note_rnn_run"),
-        lambda i: self.fresh("kill_note_rnn", str(i)), self.note_rnn_command,
-        self.check_note_rnn)
+        "kill -9: Note RNN training", self.n(2, 4),
+        self._fresh_in("kill_note_rnn"), self.note_rnn_command,
+        self.check_note_rnn,
+        lambda run_dir: os.path.exists(os.path.join(run_dir, "ckpt",
+                                                    "checkpoint")))
 
   def fault_kill_tuning(self):
     self.tuning_run()
     return self._kill_trials(
-        "kill -9: tuning", self.n(1, 4), self.seconds("tuning"),
-        lambda i: self.fresh("kill_tuning", str(i)), self.tune_command,
-        lambda d: self.check_tuning(d))
+        "kill -9: tuning", self.n(2, 4), self._fresh_in("kill_tuning"),
+        self.tune_command, self.check_tuning,
+        lambda out: os.path.exists(os.path.join(out, "q", "checkpoints",
+                                                "checkpoint")))
 
   def fault_kill_evaluation(self):
     self.evaluation()
     return self._kill_trials(
-        "kill -9: evaluation", self.n(1, 4), self.seconds("evaluation"),
-        lambda i: self.fresh("kill_evaluation", str(i)), self.evaluate_command,
-        self.check_evaluation)
+        "kill -9: evaluation", self.n(2, 4),
+        self._fresh_in("kill_evaluation"), self.evaluate_command,
+        self.check_evaluation,
+        lambda out: bool(glob.glob(os.path.join(out, "*", "table1.json"))))
 
   def fault_kill_export(self):
     self.tuned_model_dir()
-    start = time.time()
-    probe = self.fresh("export_probe")
-    code, out = run(self.export_command(probe))
-    assert code == 0, tail(out, 3000)
-    seconds = time.time() - start
     return self._kill_trials(
-        "kill -9: export", self.n(1, 4), seconds,
-        lambda i: self.fresh("kill_export", str(i)), self.export_command,
-        self.check_export)
+        "kill -9: export", self.n(2, 4), self._fresh_in("kill_export"),
+        lambda base: self.export_command(base, tfagents_policy=True),
+        self.check_export,
+        lambda base: bool(glob.glob(os.path.join(base, "*",
+                                                 "saved_model.pb"))))
 
   # -- damaged checkpoints -------------------------------------------------------
   def fault_truncated_tuning_checkpoint(self):
@@ -805,18 +913,24 @@ def mutate(data, rng):
 
 
 def table(trials):
-  """Rows fault / trials / survived / lost, in order of first appearance."""
+  """Rows fault / trials / survived / lost, in order of first appearance;
+  for kill -9 trials also how many landed before and after the job's first
+  checkpoint or published file."""
   rows = {}
   for t in trials:
-    row = rows.setdefault(t.fault, [0, 0, 0])
+    row = rows.setdefault(t.fault, [0, 0, 0, 0, 0])
     row[0] += 1
     row[1 if t.survived else 2] += 1
+    if t.landed:
+      row[3 if t.landed == "before" else 4] += 1
   width = max(len(k) for k in rows) if rows else 10
-  lines = [f"{'fault':<{width}}  trials  survived  lost",
-           f"{'-' * width}  ------  --------  ----"]
-  for key, (n, ok, lost) in rows.items():
-    lines.append(f"{key:<{width}}  {n:>6}  {ok:>8}  {lost:>4}")
-  total = [sum(r[i] for r in rows.values()) for i in range(3)]
+  lines = [f"{'fault':<{width}}  trials  survived  lost  kills before / after "
+           "1st checkpoint or published file",
+           f"{'-' * width}  ------  --------  ----  ------------------"]
+  for key, (n, ok, lost, before, after) in rows.items():
+    kills = f"{before:>6} / {after}" if key.startswith("kill -9") else ""
+    lines.append(f"{key:<{width}}  {n:>6}  {ok:>8}  {lost:>4}  {kills}")
+  total = [sum(r[i] for r in rows.values()) for i in range(5)]
   lines.append(f"{'total':<{width}}  {total[0]:>6}  {total[1]:>8}  "
-               f"{total[2]:>4}")
+               f"{total[2]:>4}  {total[3]:>6} / {total[4]}")
   return "\n".join(lines)

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rl_tuner_tf  # noqa: E402,F401  (Keras 2 before TensorFlow)
+from data_pipeline import console  # noqa: E402
 
 import fault_harness  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -31,6 +32,7 @@ def main():
                       help="comma-separated substrings of fault names")
   parser.add_argument("--workdir", default=None,
                       help="where runs go (default: a new folder in /tmp)")
+  console.add_verbose_argument(parser)
   args = parser.parse_args()
   workdir = args.workdir or tempfile.mkdtemp(prefix="rl_tuner_faults_",
                                              dir="/tmp")

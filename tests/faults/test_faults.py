@@ -422,7 +422,8 @@ def test_truncated_latest_tuning_checkpoint_resumes_from_the_previous(faults):
 
 
 # -- everything else: RL_TUNER_FAULTS_FULL=1 --------------------------------------------
-@pytest.mark.skipif(not FULL, reason="the full fault suite: set "
+@pytest.mark.skipif(not FULL, reason="the full fault suite takes about 15 "
+                    "minutes on 2 cores, as long as the rest of the tests: set "
                     "RL_TUNER_FAULTS_FULL=1 (or run tests/faults/run_faults.py "
                     "--full)")
 def test_full_fault_suite(workdir):
@@ -434,6 +435,10 @@ def test_full_fault_suite(workdir):
   print(fault_harness.table(trials))
   kills = [t for t in trials if t.fault.startswith("kill -9")]
   assert len(kills) >= 20
+  # Every job was killed both before and after its first checkpoint or
+  # published file.
+  for job in {t.fault for t in kills}:
+    assert {t.landed for t in kills if t.fault == job} == {"before", "after"}, job
   lost = [f"{t.fault}: {t.detail}" for t in trials if not t.survived]
   assert not lost, "\n".join(lost)
 
