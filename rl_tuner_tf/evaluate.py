@@ -62,6 +62,15 @@ def define_flags():
                      "c of the KL-regularised objective E[sum r_MT/c + log p "
                      "- log pi] (default: each tuned model's run's c, the "
                      "Note RNN the c they share; else 0.5).")
+  flags.DEFINE_bool("beyond_rules", True,
+                    "Also measure every model against real held-out melodies "
+                    "with metrics no reward optimises (beyond_rules.json / "
+                    ".md; rl_tuner_tf/evaluation/beyond_rules.py).")
+  flags.DEFINE_string("reference_tfrecord_dir", None,
+                      "Corpus (TFRecords) whose validation melodies are the "
+                      "real reference (default: the one the Note RNN's "
+                      "provenance names, else the embedded corpus, built "
+                      "when missing).")
   flags.DEFINE_bool("force", False,
                     "Sample and score every model again, even those whose "
                     "results in the output directory were computed from the "
@@ -80,7 +89,9 @@ def main(argv):
         num_notes=FLAGS.num_notes, num_samples=FLAGS.num_samples,
         prime_all_classes=FLAGS.prime_all_classes,
         token_reading=FLAGS.token_reading,
-        objective_c=FLAGS.objective_c, force=FLAGS.force)
+        objective_c=FLAGS.objective_c, force=FLAGS.force,
+        beyond_rules_reference=(FLAGS.beyond_rules and
+                                (FLAGS.reference_tfrecord_dir or True)))
   except pipeline.SettingError as e:
     raise app.UsageError(str(e))
   except (run_lock.RunLockedError, OSError) as e:  # busy, read-only, full

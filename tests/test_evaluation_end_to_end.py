@@ -39,7 +39,8 @@ def test_pipeline_run_dir(run_dir):
   results, output_dir, report_path = pipeline.run(
       note_rnn_checkpoint=str(run_dir / "note_rnn"),
       run_dir=str(run_dir / "run"), num_melodies=12, batch_size=5,
-      num_samples=1, log=lambda _: None)
+      num_samples=1, log=lambda _: None,
+      beyond_rules_reference=False)  # test_evaluation_beyond_rules.py
   assert list(results) == ["note_rnn", "q", "rl_only"]
   assert output_dir == str(run_dir / "run" / "evaluation")
   for model in results:
@@ -65,7 +66,8 @@ def test_rerun_reuses_only_what_is_unchanged(run_dir, tmp_path):
   shutil.copytree(run_dir / "run", tmp_path / "run")
   kwargs = dict(note_rnn_checkpoint=str(run_dir / "note_rnn"),
                 run_dir=str(tmp_path / "run"), output_dir=out,
-                num_melodies=10, batch_size=5, num_samples=0)
+                num_melodies=10, batch_size=5, num_samples=0,
+                beyond_rules_reference=False)
 
   def evaluate(**extra):
     messages = []
@@ -116,7 +118,8 @@ def test_command_line(run_dir, tmp_path):
   command = [sys.executable, "-m", "rl_tuner_tf.evaluate",
              f"--note_rnn_checkpoint={run_dir / 'note_rnn'}",
              f"--tuned_model_dirs={run_dir / 'run' / 'q' / 'model'}",
-             f"--output_dir={out}", "--num_melodies=6", "--num_samples=0"]
+             f"--output_dir={out}", "--num_melodies=6", "--num_samples=0",
+             "--beyond_rules=false"]
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                         timeout=600, check=False)
   assert done.returncode == 0, done.stderr[-3000:]

@@ -30,8 +30,12 @@ from data_pipeline import atomic_files
 from data_pipeline import run_lock
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
+import numpy as np
+
+from rl_tuner_tf.evaluation import beyond_rules
 from rl_tuner_tf.evaluation import generate
 from rl_tuner_tf.evaluation import objective
+from rl_tuner_tf.evaluation import reference as reference_lib
 from rl_tuner_tf.evaluation import report
 from rl_tuner_tf.evaluation import samples
 from rl_tuner_tf.evaluation import seeds
@@ -283,12 +287,77 @@ def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
   return results
 
 
+BEYOND_RULES = "beyond_rules.json"
+BEYOND_RULES_FLOOR = "beyond_rules_floor.json"
+
+
+def _beyond_rules_code():
+  here = os.path.dirname(os.path.abspath(__file__))
+  return _hash_files([os.path.join(here, n) for n in
+                      ("beyond_rules.py", "reference.py")], root=here)
+
+
+def measure_beyond_rules(results, output_dir, reference_dir, model_rnn,
+                         num_notes=32, seed=0, log=print, reuse=True):
+  """Each evaluated model's melodies against real held-out ones
+  (beyond_rules.py): <output_dir>/<model>/beyond_rules.json, the floor
+  <output_dir>/beyond_rules_floor.json, beyond_rules.md (mean +- 95 % CI
+  over seeds) and beyond_rules.png. A model's file is reused when its
+  melodies, the reference corpus, the seed and the code are the same."""
+  start = time.time()
+  reference = reference_lib.load(reference_dir, num_notes, seed=seed)
+  with open(os.path.join(reference_dir, "manifest.json"), "rb") as f:
+    corpus = hashlib.sha256(f.read()).hexdigest()
+  base = {"reference_manifest": corpus, "code": _beyond_rules_code(),
+          "seed": int(seed), "num_notes": int(num_notes)}
+  log(f"beyond the rules: {len(reference.a)} + {len(reference.b)} held-out "
+      f"windows of {num_notes} steps from {reference_dir}")
+  floor = beyond_rules.measure(reference.a, reference, model_rnn, seed=seed)
+  floor.update(key=base, reference_tfrecord_dir=reference_dir)
+  atomic_files.write_json(os.path.join(output_dir, BEYOND_RULES_FLOOR),
+                          table1.to_json_ready(floor))
+  measured, groups, firsts = {}, {}, {}
+  for name, stats in results.items():
+    model_dir = os.path.join(output_dir, name)
+    tokens = np.load(os.path.join(model_dir, "melodies.npy"))
+    key = dict(base, melodies=hashlib.sha256(tokens.tobytes()).hexdigest())
+    path = os.path.join(model_dir, BEYOND_RULES)
+    metrics = None
+    if reuse and os.path.exists(path):
+      with open(path) as f:
+        saved = json.load(f)
+      if saved.get("key") == key:
+        metrics = _from_json(saved)
+    if metrics is None:
+      metrics = beyond_rules.measure(tokens, reference, model_rnn, seed=seed)
+      metrics.update(key=key, model=name)
+      atomic_files.write_json(path, table1.to_json_ready(metrics))
+    measured[name] = metrics
+    group, _ = seeds.group_and_seed(name, stats)
+    groups.setdefault(group, []).append(metrics)
+    firsts.setdefault(group, metrics)
+  atomic_files.write_text(os.path.join(output_dir, "beyond_rules.md"),
+                          beyond_rules.markdown_table(floor, groups))
+  with atomic_files.open_atomic(os.path.join(output_dir, "beyond_rules.png"),
+                                "wb") as f:
+    beyond_rules.plot_densities(floor, firsts, f)
+  log(f"beyond the rules: {len(measured)} model(s) in "
+      f"{time.time() - start:.1f} s -> {output_dir}/beyond_rules.md")
+  return floor, measured
+
+
 def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
         tuned_model_dirs=(), run_dir=None, output_dir=None,
         num_melodies=100000, seed=0, batch_size=generate.DEFAULT_BATCH_SIZE,
         num_notes=32, num_samples=5, prime_all_classes=False,
-        token_reading=None, log=print, objective_c=None, force=False):
+        token_reading=None, log=print, objective_c=None, force=False,
+        beyond_rules_reference=True):
   """The whole job -> (results {model: stats}, output_dir, report path).
+
+  beyond_rules_reference: the TFRecord directory of the real melodies every
+  model is also measured against (measure_beyond_rules); True: the corpus
+  the Note RNN was trained on (its provenance), else the embedded corpus,
+  built when missing; False / None: not measured.
 
   run_dir: a training run; when tuned_model_dirs is empty every tuned model
   in it is evaluated, output_dir defaults to <run_dir>/evaluation and the
@@ -317,6 +386,14 @@ def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
         log=log,
         objective_c=objective_cs(note_rnn_checkpoint, tuned, objective_c),
         fingerprints=fingerprints, reuse=not force)
+    if beyond_rules_reference:
+      reference_dir = (reference_lib.default_tfrecord_dir(note_rnn_checkpoint,
+                                                          log=log)
+                       if beyond_rules_reference is True
+                       else beyond_rules_reference)
+      measure_beyond_rules(results, output_dir, reference_dir, models[0][3],
+                           num_notes=num_notes, seed=seed, log=log,
+                           reuse=not force)
     report_path = report.write_report(run_dir or output_dir,
                                       eval_dir=output_dir)
   return results, output_dir, report_path

@@ -250,6 +250,24 @@ def write_report(run_dir, eval_dir=None, title=None, notes=None):
     if os.path.exists(sweep_png):
       parts.append(f"<img alt='sweep_c.png' "
                    f"src='{_data_uri(sweep_png, 'image/png')}'>")
+  beyond_md = os.path.join(eval_dir, "beyond_rules.md")
+  if os.path.exists(beyond_md):
+    parts.append("<h2>Beyond the rules: against real held-out melodies</h2>")
+    parts.append(
+        "<p>Metrics no reward optimises, each model's melodies against held-out "
+        "melodies of the Note RNN's corpus; the first row is real against real "
+        "(the floor). Jensen–Shannon divergences in bits (0 = same histogram), "
+        "Yang &amp; Lerch overlapping areas (1 = as close as real melodies), a "
+        "Fréchet distance in the Note RNN's LSTM space, a classifier's held-out "
+        "accuracy at telling the model from real melodies (0.5 = cannot), "
+        "diversity and copying of training melodies "
+        "(rl_tuner_tf/evaluation/beyond_rules.py). Not a listening test.</p>")
+    with open(beyond_md) as f:
+      parts.append(_markdown_to_html(f.read()))
+    beyond_png = os.path.join(eval_dir, "beyond_rules.png")
+    if os.path.exists(beyond_png):
+      parts.append(f"<img alt='beyond_rules.png' width='1080' "
+                   f"src='{_data_uri(beyond_png, 'image/png')}'>")
   parts.append("<h2>Figure 2: during tuning</h2>")
   if figures:
     for path in figures:

@@ -289,7 +289,8 @@ class Faults:
             f"--tuned_model_dirs={tuned_model_dir or self.tuned_model_dir()}",
             f"--note_rnn_checkpoint={self.note_rnn_dir()}",
             f"--output_dir={output_dir}", "--num_melodies=300",
-            "--batch_size=100", "--num_samples=1"]
+            "--batch_size=100", "--num_samples=1",
+            f"--reference_tfrecord_dir={self.tfrecord_dir()}"]
 
   def export_command(self, model_base_path, tuned_model_dir=None,
                      tfagents_policy=False):

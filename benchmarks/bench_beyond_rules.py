@@ -1,0 +1,76 @@
+r"""Speed of the comparison with real melodies (rl_tuner_tf/evaluation/beyond_rules.py).
+
+    python benchmarks/bench_beyond_rules.py [--num_melodies=100000] \
+        [--reference_tfrecord_dir=DIR]
+
+Samples N melodies from the shipped Note RNN (else a random one), loads the
+reference (default: the corpus the Note RNN's provenance names, else the
+embedded corpus, built when missing), then times ``measure`` stage by stage
+for the model and for the real-vs-real floor. Target (issue 21): at most
+30 s of metrics for 100,000 melodies per model on the 2-core machine;
+sampling is not part of it (bench_evaluate.py times it).
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from rl_tuner_tf import keras_setup  # noqa: E402,F401
+from data_pipeline import console  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from rl_tuner_tf import note_rnn  # noqa: E402
+from rl_tuner_tf.evaluation import beyond_rules  # noqa: E402
+from rl_tuner_tf.evaluation import generate  # noqa: E402
+from rl_tuner_tf.evaluation import reference  # noqa: E402
+
+TARGET_S = 30.0
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--num_melodies", type=int, default=100000)
+  parser.add_argument("--reference_tfrecord_dir", default=None)
+  console.add_verbose_argument(parser)
+  args = parser.parse_args()
+  if os.path.exists(os.path.join(note_rnn.SHIPPED_CHECKPOINT_DIR,
+                                 note_rnn.CONFIG_FILENAME)):
+    model, source = note_rnn.load(), "shipped checkpoint"
+  else:
+    tf.random.set_seed(0)
+    model, source = note_rnn.NoteRNN(), "random Note RNN"
+  directory = (args.reference_tfrecord_dir or
+               reference.default_tfrecord_dir(note_rnn.SHIPPED_CHECKPOINT_DIR))
+  start = time.perf_counter()
+  ref = reference.load(directory, 32)
+  load_s = time.perf_counter() - start
+  tokens, _ = generate.generate_melodies("note_rnn", None, model,
+                                         args.num_melodies, 1)
+  print(f"CPU threads: {os.cpu_count()}, Note RNN: {source}, N = "
+        f"{args.num_melodies}, reference {directory}: {len(ref.a)} + "
+        f"{len(ref.b)} windows, {ref.train_index.size} training 16-step "
+        f"windows (loaded in {load_s:.1f} s)")
+  beyond_rules.measure(tokens[:500], ref, model)  # traces the Note RNN call
+  rows = {}
+  for name, x in (("model", tokens), ("floor (held-out A)", ref.a)):
+    timings = {}
+    start = time.perf_counter()
+    beyond_rules.measure(x, ref, model, timings=timings)
+    rows[name] = (timings, time.perf_counter() - start, len(x))
+  stages = list(rows["model"][0])
+  width = max(len(s) for s in stages + ["total"])
+  print(f"\n{'stage':<{width}}  " + "  ".join(f"{n:>20}" for n in rows))
+  for stage in stages:
+    print(f"{stage:<{width}}  " + "  ".join(
+        f"{rows[n][0].get(stage, 0.0):>19.2f}s" for n in rows))
+  print(f"{'total':<{width}}  " + "  ".join(
+      f"{rows[n][1]:>19.2f}s" for n in rows))
+  total = rows["model"][1]
+  print(f"\n{rows['model'][2]} melodies: {total:.1f} s of metrics "
+        f"(target <= {TARGET_S:.0f} s: {'met' if total <= TARGET_S else 'NOT met'})")
+
+
+if __name__ == "__main__":
+  main()
