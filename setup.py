@@ -46,8 +46,9 @@ setup(
     extras_require={
         "study": _STUDY,
         "cluster": _CLUSTER,
-        # Everything every test needs (the Ray grid tests too).
-        "test": (["pytest", "tensorflow-serving-api==2.21.*", "selenium"] +
-                 _STUDY + _CLUSTER),
+        # Everything every test needs (the Ray grid tests too; MusPy for the
+        # cross-check of the beyond-the-rules metrics).
+        "test": (["pytest", "tensorflow-serving-api==2.21.*", "selenium",
+                  "muspy==0.5.*"] + _STUDY + _CLUSTER),
     },
 )
