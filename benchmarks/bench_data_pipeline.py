@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from rl_tuner_tf import keras_setup  # noqa: E402,F401  (before tensorflow)
 
 from absl import flags  # noqa: E402
-from data_pipeline import console  # noqa: E402
 
+from data_pipeline import console  # noqa: E402
 from data_pipeline import corpus  # noqa: E402
 import pre_beam_baseline  # noqa: E402  (benchmarks/, the old Pool build)
 

@@ -13,8 +13,8 @@ import time
 
 from absl import app
 from absl import flags
-from data_pipeline import console
 
+from data_pipeline import console
 from data_pipeline import corpus
 
 _ROOT = flags.DEFINE_string(

@@ -15,9 +15,9 @@ import sys
 
 from absl import app
 from absl import flags
-from data_pipeline import console
 import tensorflow as tf
 
+from data_pipeline import console
 from data_pipeline import run_lock
 from export import exporter
 from export import melody_generator

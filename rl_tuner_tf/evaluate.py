@@ -18,10 +18,10 @@ import sys
 
 from absl import app
 from absl import flags
-from data_pipeline import console
 
 from rl_tuner_tf import keras_setup  # noqa: F401
 
+from data_pipeline import console
 from data_pipeline import run_lock
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf.evaluation import generate

@@ -48,13 +48,13 @@ import time
 
 from absl import app
 from absl import flags
-from data_pipeline import console
 
 from rl_tuner_tf import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
 from data_pipeline import atomic_files
+from data_pipeline import console
 from data_pipeline import run_lock
 from rl_tuner_tf import checkpointing
 from rl_tuner_tf import grid
