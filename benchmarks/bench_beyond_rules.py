@@ -19,7 +19,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rl_tuner_tf import keras_setup  # noqa: E402,F401
 from data_pipeline import console  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from rl_tuner_tf import note_rnn  # noqa: E402
 from rl_tuner_tf.evaluation import beyond_rules  # noqa: E402
@@ -35,12 +34,7 @@ def main():
   parser.add_argument("--reference_tfrecord_dir", default=None)
   console.add_verbose_argument(parser)
   args = parser.parse_args()
-  if os.path.exists(os.path.join(note_rnn.SHIPPED_CHECKPOINT_DIR,
-                                 note_rnn.CONFIG_FILENAME)):
-    model, source = note_rnn.load(), "shipped checkpoint"
-  else:
-    tf.random.set_seed(0)
-    model, source = note_rnn.NoteRNN(), "random Note RNN"
+  model, source = note_rnn.shipped_or_random()
   directory = (args.reference_tfrecord_dir or
                reference.default_tfrecord_dir(note_rnn.SHIPPED_CHECKPOINT_DIR))
   start = time.perf_counter()

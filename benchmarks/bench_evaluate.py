@@ -31,12 +31,7 @@ def main():
   parser.add_argument("--chunk_size", type=int, default=table1.DEFAULT_CHUNK)
   console.add_verbose_argument(parser)
   args = parser.parse_args()
-  if os.path.exists(os.path.join(note_rnn.SHIPPED_CHECKPOINT_DIR,
-                                 note_rnn.CONFIG_FILENAME)):
-    reward_rnn, source = note_rnn.load(), "shipped checkpoint"
-  else:
-    tf.random.set_seed(0)
-    reward_rnn, source = note_rnn.NoteRNN(), "random Note RNN"
+  reward_rnn, source = note_rnn.shipped_or_random()
   q_network = note_rnn.NoteRNN()
   q_network.set_weights(reward_rnn.get_weights())
   device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"

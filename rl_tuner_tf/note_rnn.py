@@ -194,3 +194,13 @@ def load(directory=SHIPPED_CHECKPOINT_DIR, layer_sizes=None):
         f"read ({type(e).__name__}: {first_line}); the folder is damaged -- "
         "save or export the model again.") from None
   return model
+
+
+def shipped_or_random(seed=0):
+  """-> (the shipped Note RNN, "shipped checkpoint") when its files are here,
+  else (a NoteRNN with seeded random weights, "random Note RNN"): for
+  benchmarks, whose speed does not depend on the weights."""
+  if os.path.exists(os.path.join(SHIPPED_CHECKPOINT_DIR, CONFIG_FILENAME)):
+    return load(), "shipped checkpoint"
+  tf.random.set_seed(seed)
+  return NoteRNN(), "random Note RNN"

@@ -195,6 +195,24 @@ def _markdown_to_html(text):
   return "\n".join(out)
 
 
+def _table_section(eval_dir, stem, title, intro=None, width=None):
+  """<eval_dir>/<stem>.md (and <stem>.png) as an HTML section; [] if absent."""
+  table = os.path.join(eval_dir, stem + ".md")
+  if not os.path.exists(table):
+    return []
+  parts = [f"<h2>{html.escape(title)}</h2>"]
+  if intro:
+    parts.append(f"<p>{html.escape(intro)}</p>")
+  with open(table) as f:
+    parts.append(_markdown_to_html(f.read()))
+  png = os.path.join(eval_dir, stem + ".png")
+  if os.path.exists(png):
+    size = f" width='{width}'" if width else ""
+    parts.append(f"<img alt='{stem}.png'{size} "
+                 f"src='{_data_uri(png, 'image/png')}'>")
+  return parts
+
+
 def load_table1_results(eval_dir):
   """{model: stats} from <eval_dir>/<model>/table1.json."""
   results = {}
@@ -241,33 +259,19 @@ def write_report(run_dir, eval_dir=None, title=None, notes=None):
     parts.append("<h2>Table 1 over seeds (mean ± 95 % CI)</h2>")
     with open(seeds_table) as f:
       parts.append(_markdown_to_html(f.read()))
-  sweep_md = os.path.join(eval_dir, "sweep_c.md")
-  if os.path.exists(sweep_md):
-    parts.append("<h2>Statistics against c</h2>")
-    with open(sweep_md) as f:
-      parts.append(_markdown_to_html(f.read()))
-    sweep_png = os.path.join(eval_dir, "sweep_c.png")
-    if os.path.exists(sweep_png):
-      parts.append(f"<img alt='sweep_c.png' "
-                   f"src='{_data_uri(sweep_png, 'image/png')}'>")
-  beyond_md = os.path.join(eval_dir, "beyond_rules.md")
-  if os.path.exists(beyond_md):
-    parts.append("<h2>Beyond the rules: against real held-out melodies</h2>")
-    parts.append(
-        "<p>Metrics no reward optimises, each model's melodies against held-out "
-        "melodies of the Note RNN's corpus; the first row is real against real "
-        "(the floor). Jensen–Shannon divergences in bits (0 = same histogram), "
-        "Yang &amp; Lerch overlapping areas (1 = as close as real melodies), a "
-        "Fréchet distance in the Note RNN's LSTM space, a classifier's held-out "
-        "accuracy at telling the model from real melodies (0.5 = cannot), "
-        "diversity and copying of training melodies "
-        "(rl_tuner_tf/evaluation/beyond_rules.py). Not a listening test.</p>")
-    with open(beyond_md) as f:
-      parts.append(_markdown_to_html(f.read()))
-    beyond_png = os.path.join(eval_dir, "beyond_rules.png")
-    if os.path.exists(beyond_png):
-      parts.append(f"<img alt='beyond_rules.png' width='1080' "
-                   f"src='{_data_uri(beyond_png, 'image/png')}'>")
+  parts += _table_section(eval_dir, "sweep_c", "Statistics against c")
+  parts += _table_section(
+      eval_dir, "beyond_rules",
+      "Beyond the rules: against real held-out melodies",
+      intro="Metrics no reward optimises, each model's melodies against "
+      "held-out melodies of the Note RNN's corpus; the first row is real "
+      "against real (the floor). Jensen–Shannon divergences in bits (0 = same "
+      "histogram), Yang & Lerch overlapping areas (1 = as close as real "
+      "melodies), a Fréchet distance in the Note RNN's LSTM space, a "
+      "classifier's held-out accuracy at telling the model from real melodies "
+      "(0.5 = cannot), diversity and copying of training melodies "
+      "(rl_tuner_tf/evaluation/beyond_rules.py). Not a listening test.",
+      width=1080)
   parts.append("<h2>Figure 2: during tuning</h2>")
   if figures:
     for path in figures:
