@@ -247,6 +247,7 @@ def test_evaluation_writes_beyond_rules_files_and_report(corpus, tmp_path,
   table = open(os.path.join(out, "beyond_rules.md")).read()
   assert "held-out melodies (floor)" in table and "| note_rnn |" in table
   assert os.path.getsize(os.path.join(out, "beyond_rules.png")) > 1000
+  assert os.path.getsize(os.path.join(out, "beyond_rules_vs_rules.png")) > 1000
   report = open(os.path.join(out, "report.html")).read()
   assert "Beyond the rules" in report
   # A second run reuses the measurements (same melodies, corpus and code).

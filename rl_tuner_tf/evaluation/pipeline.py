@@ -302,7 +302,9 @@ def measure_beyond_rules(results, output_dir, reference_dir, model_rnn,
   """Each evaluated model's melodies against real held-out ones
   (beyond_rules.py): <output_dir>/<model>/beyond_rules.json, the floor
   <output_dir>/beyond_rules_floor.json, beyond_rules.md (mean +- 95 % CI
-  over seeds) and beyond_rules.png. A model's file is reused when its
+  over seeds), beyond_rules.png (Yang & Lerch densities) and
+  beyond_rules_vs_rules.png (r_MT against distance from real melodies, a
+  point per model). A model's file is reused when its
   melodies, the reference corpus, the seed and the code are the same."""
   start = time.time()
   reference = reference_lib.load(reference_dir, num_notes, seed=seed)
@@ -341,6 +343,10 @@ def measure_beyond_rules(results, output_dir, reference_dir, model_rnn,
   with atomic_files.open_atomic(os.path.join(output_dir, "beyond_rules.png"),
                                 "wb") as f:
     beyond_rules.plot_densities(floor, firsts, f)
+  with atomic_files.open_atomic(
+      os.path.join(output_dir, "beyond_rules_vs_rules.png"), "wb") as f:
+    beyond_rules.plot_rules_against_realism(
+        {n: s.get("mean_r_mt") for n, s in results.items()}, measured, floor, f)
   log(f"beyond the rules: {len(measured)} model(s) in "
       f"{time.time() - start:.1f} s -> {output_dir}/beyond_rules.md")
   return floor, measured

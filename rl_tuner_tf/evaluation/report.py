@@ -272,6 +272,11 @@ def write_report(run_dir, eval_dir=None, title=None, notes=None):
       "(0.5 = cannot), diversity and copying of training melodies "
       "(rl_tuner_tf/evaluation/beyond_rules.py). Not a listening test.",
       width=1080)
+  rules_png = os.path.join(eval_dir, "beyond_rules_vs_rules.png")
+  if os.path.exists(rules_png):
+    parts.append("<p>The rules against realism, one point per model:</p>"
+                 f"<img alt='beyond_rules_vs_rules.png' width='1080' "
+                 f"src='{_data_uri(rules_png, 'image/png')}'>")
   parts.append("<h2>Figure 2: during tuning</h2>")
   if figures:
     for path in figures:
