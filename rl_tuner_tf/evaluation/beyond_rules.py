@@ -639,15 +639,14 @@ def plot_rules_against_realism(rules, measured, floor, out):
   point per model: left the Fréchet distance in the Note RNN's space, right
   the classifier's accuracy (floors as dashed lines); PNG to ``out``.
 
-  rules: {model: its mean r_MT}; measured: {model: metrics}; names sharing
-  the part before "_" (q, q_c2-seed1, ...) share a colour.
+  rules: {model: (its kind, its mean r_MT)}; measured: {model: metrics};
+  models of one kind (q, q_c2-seed1, ...) share a colour.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-  kinds = sorted({name.split("_")[0] if not name.startswith("rl_only")
-                  else "rl_only" for name in measured})
+  kinds = sorted({rules[name][0] for name in measured if name in rules})
   colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(kinds)}
   for ax, key, label in ((axes[0], "frechet_note_rnn",
                           "Fréchet distance to held-out melodies (Note RNN space)"),
@@ -655,10 +654,10 @@ def plot_rules_against_realism(rules, measured, floor, out):
                           "classifier accuracy, model vs held-out (0.5 = same)")):
     seen = set()
     for name, metrics in measured.items():
-      kind = "rl_only" if name.startswith("rl_only") else name.split("_")[0]
-      if metrics.get(key) is None or rules.get(name) is None:
+      kind, r_mt = rules.get(name, (None, None))
+      if metrics.get(key) is None or r_mt is None:
         continue
-      ax.scatter(metrics[key], rules[name], color=colours[kind],
+      ax.scatter(metrics[key], r_mt, color=colours[kind],
                  label=kind if kind not in seen else None, s=25)
       seen.add(kind)
     if floor.get(key) is not None:

@@ -346,7 +346,8 @@ def measure_beyond_rules(results, output_dir, reference_dir, model_rnn,
   with atomic_files.open_atomic(
       os.path.join(output_dir, "beyond_rules_vs_rules.png"), "wb") as f:
     beyond_rules.plot_rules_against_realism(
-        {n: s.get("mean_r_mt") for n, s in results.items()}, measured, floor, f)
+        {n: (s.get("kind", n), s.get("mean_r_mt")) for n, s in results.items()},
+        measured, floor, f)
   log(f"beyond the rules: {len(measured)} model(s) in "
       f"{time.time() - start:.1f} s -> {output_dir}/beyond_rules.md")
   return floor, measured
