@@ -338,8 +338,9 @@ def measure_beyond_rules(results, output_dir, reference_dir, model_rnn,
     group, _ = seeds.group_and_seed(name, stats)
     groups.setdefault(group, []).append(metrics)
     firsts.setdefault(group, metrics)
-  atomic_files.write_text(os.path.join(output_dir, "beyond_rules.md"),
-                          beyond_rules.markdown_table(floor, groups))
+  atomic_files.write_text(
+      os.path.join(output_dir, "beyond_rules.md"),
+      beyond_rules.markdown_table(floor, table1.ordered(groups)))
   with atomic_files.open_atomic(os.path.join(output_dir, "beyond_rules.png"),
                                 "wb") as f:
     beyond_rules.plot_densities(floor, firsts, f)
