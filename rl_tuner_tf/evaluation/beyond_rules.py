@@ -15,11 +15,11 @@ the next pitch or note-off token, or the end.
 
 Metrics (keys of ``measure``'s flat dict):
 * per melody, mean over the melodies with 95 % CI (``*_ci95``): pitch count
-  (distinct pitches: MusPy's pitches used), pitch range, average |interval|, inter-onset interval (Yang & Lerch 2020),
-  pitch entropy, pitch-class entropy (bits), scale consistency (largest
-  share of notes in one of the 24 major / natural minor scales), pitches
-  used, empty-beat rate (beats of 4 steps in which no note sounds), as MusPy
-  documents them;
+  (distinct pitches, MusPy's pitches used), pitch range, average |interval|,
+  inter-onset interval (Yang & Lerch 2020), pitch entropy, pitch-class
+  entropy (bits), scale consistency (largest share of notes in one of the 24
+  major / natural minor scales), empty-beat rate (beats of 4 steps in which
+  no note sounds), as MusPy documents them;
 * set distributions: Jensen-Shannon divergence in bits of the pitch-class,
   interval (semitones, clipped to +-13) and note-length (steps) histograms
   over all notes;
@@ -78,7 +78,7 @@ SCALES = np.stack([np.roll(m, root) for m in (_MAJOR, _MINOR)
                    for root in range(12)], axis=1)
 
 
-# -- notes -------------------------------------------------------------------------
+# -- notes ---------------------------------------------------------------------
 class Notes:
   """The notes of a set of melodies, as dense arrays.
 
@@ -191,7 +191,7 @@ def features(tokens):
   }
 
 
-# -- set distributions ------------------------------------------------------------
+# -- set distributions ---------------------------------------------------------
 def histograms(tokens):
   """Counts over all notes of a set: pitch class [12], interval [27]
   (-13..13, the ends holding larger leaps), note length [T] (1..T steps)."""
@@ -221,7 +221,7 @@ def js_bits(p, q):
   return 0.5 * kl(p) + 0.5 * kl(q)
 
 
-# -- Yang & Lerch: intra- and inter-set distances ----------------------------------------
+# -- Yang & Lerch: intra- and inter-set distances ------------------------------
 def _vectors(values):
   values = np.asarray(values, np.float64)
   return values[:, None] if values.ndim == 1 else values
@@ -276,7 +276,7 @@ def density_overlap(intra, inter, points=1024):
   return oa, max(kl, 0.0), grid, p, q
 
 
-# -- diversity ---------------------------------------------------------------------------
+# -- diversity -----------------------------------------------------------------
 def edit_distances(a, b):
   """Levenshtein distances between rows a[i] and b[i] ([P, T] each)."""
   a = np.asarray(a).T  # [T, P]: one step of every pair is contiguous
@@ -312,7 +312,7 @@ def interval_ngrams_per_1000_notes(tokens, n=4):
   return 1000.0 * len(np.unique(keys)) / float(notes.count.sum())
 
 
-# -- copying ---------------------------------------------------------------------------------
+# -- copying -------------------------------------------------------------------
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -364,7 +364,7 @@ def nearest_distances(tokens, train_windows):
   return best
 
 
-# -- classifier two-sample test ------------------------------------------------------------------
+# -- classifier two-sample test ------------------------------------------------
 def classifier_inputs(tokens):
   """Per melody: token unigram and bigram shares, and features."""
   tokens = np.asarray(tokens)
@@ -422,7 +422,7 @@ def classifier_test(x_tokens, b_tokens, rng, l2=1e-2):
   return correct / len(y_test), low, high, len(y_test)
 
 
-# -- Frechet distance ---------------------------------------------------------------------------------
+# -- Frechet distance ----------------------------------------------------------
 def frechet_distance(x, y):
   """FID's formula between Gaussian fits of two [N, D] samples."""
   from scipy import linalg  # pylint: disable=g-import-not-at-top
@@ -448,7 +448,7 @@ def note_rnn_features(note_rnn, tokens, batch_size=2000):
   return np.concatenate(out) if out else np.zeros((0, 0))
 
 
-# -- everything -----------------------------------------------------------------------------------
+# -- everything ----------------------------------------------------------------
 def mean_ci(values):
   """(mean, 95 % half-width) of the finite values (normal approximation)."""
   v = np.asarray(values, np.float64)
@@ -545,7 +545,7 @@ def measure(x_tokens, reference, note_rnn=None, seed=0, timings=None):
   return out
 
 
-# -- tables and plots ---------------------------------------------------------------------------------
+# -- tables and plots ----------------------------------------------------------
 SUMMARY = (  # (key, header, digits): the combined table's columns
     ("js_pitch_class", "JS pitch class", 3),
     ("js_interval", "JS interval", 3),
