@@ -90,8 +90,8 @@ def main(argv):
         prime_all_classes=FLAGS.prime_all_classes,
         token_reading=FLAGS.token_reading,
         objective_c=FLAGS.objective_c, force=FLAGS.force,
-        beyond_rules_reference=(FLAGS.beyond_rules and
-                                (FLAGS.reference_tfrecord_dir or True)))
+        beyond_rules=FLAGS.beyond_rules,
+        reference_tfrecord_dir=FLAGS.reference_tfrecord_dir)
   except pipeline.SettingError as e:
     raise app.UsageError(str(e))
   except (run_lock.RunLockedError, OSError) as e:  # busy, read-only, full

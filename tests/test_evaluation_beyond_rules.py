@@ -234,7 +234,7 @@ def test_evaluation_writes_beyond_rules_files_and_report(corpus, tmp_path,
   messages = []
   pipeline.run(note_rnn_checkpoint=random_checkpoint, output_dir=out,
                num_melodies=400, batch_size=200, num_samples=0,
-               beyond_rules_reference=corpus, log=messages.append)
+               reference_tfrecord_dir=corpus, log=messages.append)
   with open(os.path.join(out, "note_rnn", "beyond_rules.json")) as f:
     metrics = json.load(f)
   with open(os.path.join(out, "beyond_rules_floor.json")) as f:
@@ -254,6 +254,6 @@ def test_evaluation_writes_beyond_rules_files_and_report(corpus, tmp_path,
   before = os.path.getmtime(os.path.join(out, "note_rnn", "beyond_rules.json"))
   pipeline.run(note_rnn_checkpoint=random_checkpoint, output_dir=out,
                num_melodies=400, batch_size=200, num_samples=0,
-               beyond_rules_reference=corpus, log=messages.append)
+               reference_tfrecord_dir=corpus, log=messages.append)
   assert os.path.getmtime(os.path.join(
       out, "note_rnn", "beyond_rules.json")) == before

@@ -40,7 +40,7 @@ def test_pipeline_run_dir(run_dir):
       note_rnn_checkpoint=str(run_dir / "note_rnn"),
       run_dir=str(run_dir / "run"), num_melodies=12, batch_size=5,
       num_samples=1, log=lambda _: None,
-      beyond_rules_reference=False)  # test_evaluation_beyond_rules.py
+      beyond_rules=False)  # test_evaluation_beyond_rules.py
   assert list(results) == ["note_rnn", "q", "rl_only"]
   assert output_dir == str(run_dir / "run" / "evaluation")
   for model in results:
@@ -67,7 +67,7 @@ def test_rerun_reuses_only_what_is_unchanged(run_dir, tmp_path):
   kwargs = dict(note_rnn_checkpoint=str(run_dir / "note_rnn"),
                 run_dir=str(tmp_path / "run"), output_dir=out,
                 num_melodies=10, batch_size=5, num_samples=0,
-                beyond_rules_reference=False)
+                beyond_rules=False)
 
   def evaluate(**extra):
     messages = []

@@ -107,7 +107,7 @@ def test_grid_runs_one_by_one_and_evaluates_over_seeds(flags_parsed,
   results, eval_dir, report_path = pipeline.run(
       note_rnn_checkpoint=random_checkpoint, run_dir=out, num_melodies=200,
       batch_size=200, num_samples=0, log=lambda _: None,
-      beyond_rules_reference=False)
+      beyond_rules=False)
   assert sorted(results) == ["note_rnn", "q_c0.5-seed0", "q_c0.5-seed1",
                              "q_c2-seed0", "q_c2-seed1"]
   assert results["q_c2-seed1"]["run_settings"]["c"] == 2.0

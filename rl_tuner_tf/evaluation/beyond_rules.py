@@ -63,6 +63,7 @@ EDIT_SAMPLES = 500
 NEAREST_SAMPLES = 200
 NEAREST_TRAIN = 8000
 CLASSIFIER_SAMPLES = 4000  # per set
+Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
 YL_FEATURES = ("pitch_count", "pitch_class_histogram",
                "pitch_class_transition_matrix", "pitch_range",
                "average_pitch_interval", "note_length_histogram",
@@ -380,7 +381,7 @@ def classifier_inputs(tokens):
   return np.concatenate([uni, bi] + extra, axis=1)
 
 
-def wilson_interval(successes, trials, z=1.959963984540054):
+def wilson_interval(successes, trials, z=Z_95):
   if trials == 0:
     return float("nan"), float("nan")
   p = successes / trials
@@ -457,7 +458,7 @@ def mean_ci(values):
     return None, None
   if v.size == 1:
     return float(v[0]), None
-  return float(v.mean()), float(1.959963984540054 * v.std(ddof=1) /
+  return float(v.mean()), float(Z_95 * v.std(ddof=1) /
                                 math.sqrt(v.size))
 
 

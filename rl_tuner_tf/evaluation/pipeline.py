@@ -304,14 +304,19 @@ def measure_beyond_rules(results, output_dir, reference_dir, model_rnn,
   <output_dir>/beyond_rules_floor.json, beyond_rules.md (mean +- 95 % CI
   over seeds), beyond_rules.png (Yang & Lerch densities) and
   beyond_rules_vs_rules.png (r_MT against distance from real melodies, a
-  point per model). A model's file is reused when its
-  melodies, the reference corpus, the seed and the code are the same."""
+  point per model). A model's file is reused when its melodies, the
+  reference corpus, the Note RNN of the Frechet distance, the seed and the
+  code are the same."""
   start = time.time()
   reference = reference_lib.load(reference_dir, num_notes, seed=seed)
   with open(os.path.join(reference_dir, "manifest.json"), "rb") as f:
     corpus = hashlib.sha256(f.read()).hexdigest()
+  weights = hashlib.sha256()
+  for w in model_rnn.get_weights():  # the space of the Frechet distance
+    weights.update(np.ascontiguousarray(w).tobytes())
   base = {"reference_manifest": corpus, "code": _beyond_rules_code(),
-          "seed": int(seed), "num_notes": int(num_notes)}
+          "feature_rnn": weights.hexdigest(), "seed": int(seed),
+          "num_notes": int(num_notes)}
   log(f"beyond the rules: {len(reference.a)} + {len(reference.b)} held-out "
       f"windows of {num_notes} steps from {reference_dir}")
   floor = beyond_rules.measure(reference.a, reference, model_rnn, seed=seed)
@@ -359,13 +364,13 @@ def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
         num_melodies=100000, seed=0, batch_size=generate.DEFAULT_BATCH_SIZE,
         num_notes=32, num_samples=5, prime_all_classes=False,
         token_reading=None, log=print, objective_c=None, force=False,
-        beyond_rules_reference=True):
+        beyond_rules=True, reference_tfrecord_dir=None):
   """The whole job -> (results {model: stats}, output_dir, report path).
 
-  beyond_rules_reference: the TFRecord directory of the real melodies every
-  model is also measured against (measure_beyond_rules); True: the corpus
+  beyond_rules: also measure every model against real held-out melodies
+  (measure_beyond_rules), those of reference_tfrecord_dir; None: the corpus
   the Note RNN was trained on (its provenance), else the embedded corpus,
-  built when missing; False / None: not measured.
+  built when missing.
 
   run_dir: a training run; when tuned_model_dirs is empty every tuned model
   in it is evaluated, output_dir defaults to <run_dir>/evaluation and the
@@ -394,11 +399,10 @@ def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
         log=log,
         objective_c=objective_cs(note_rnn_checkpoint, tuned, objective_c),
         fingerprints=fingerprints, reuse=not force)
-    if beyond_rules_reference:
-      reference_dir = (reference_lib.default_tfrecord_dir(note_rnn_checkpoint,
-                                                          log=log)
-                       if beyond_rules_reference is True
-                       else beyond_rules_reference)
+    if beyond_rules:
+      reference_dir = (reference_tfrecord_dir or
+                       reference_lib.default_tfrecord_dir(note_rnn_checkpoint,
+                                                          log=log))
       measure_beyond_rules(results, output_dir, reference_dir, models[0][3],
                            num_notes=num_notes, seed=seed, log=log,
                            reuse=not force)

@@ -195,8 +195,10 @@ def _markdown_to_html(text):
   return "\n".join(out)
 
 
-def _table_section(eval_dir, stem, title, intro=None, width=None):
-  """<eval_dir>/<stem>.md (and <stem>.png) as an HTML section; [] if absent."""
+def _table_section(eval_dir, stem, title, intro=None, width=None,
+                   figures=None):
+  """<eval_dir>/<stem>.md and its figures (default <stem>.png; those that
+  exist) as an HTML section; [] if the table is absent."""
   table = os.path.join(eval_dir, stem + ".md")
   if not os.path.exists(table):
     return []
@@ -205,11 +207,12 @@ def _table_section(eval_dir, stem, title, intro=None, width=None):
     parts.append(f"<p>{html.escape(intro)}</p>")
   with open(table) as f:
     parts.append(_markdown_to_html(f.read()))
-  png = os.path.join(eval_dir, stem + ".png")
-  if os.path.exists(png):
-    size = f" width='{width}'" if width else ""
-    parts.append(f"<img alt='{stem}.png'{size} "
-                 f"src='{_data_uri(png, 'image/png')}'>")
+  size = f" width='{width}'" if width else ""
+  for name in figures or [stem + ".png"]:
+    png = os.path.join(eval_dir, name)
+    if os.path.exists(png):
+      parts.append(f"<img alt='{name}'{size} "
+                   f"src='{_data_uri(png, 'image/png')}'>")
   return parts
 
 
@@ -270,13 +273,10 @@ def write_report(run_dir, eval_dir=None, title=None, notes=None):
       "melodies), a Fréchet distance in the Note RNN's LSTM space, a "
       "classifier's held-out accuracy at telling the model from real melodies "
       "(0.5 = cannot), diversity and copying of training melodies "
-      "(rl_tuner_tf/evaluation/beyond_rules.py). Not a listening test.",
-      width=1080)
-  rules_png = os.path.join(eval_dir, "beyond_rules_vs_rules.png")
-  if os.path.exists(rules_png):
-    parts.append("<p>The rules against realism, one point per model:</p>"
-                 f"<img alt='beyond_rules_vs_rules.png' width='1080' "
-                 f"src='{_data_uri(rules_png, 'image/png')}'>")
+      "(rl_tuner_tf/evaluation/beyond_rules.py); below the table the Yang & "
+      "Lerch distance densities, then each model's mean r_MT against its "
+      "distance from real melodies. Not a listening test.",
+      width=1080, figures=["beyond_rules.png", "beyond_rules_vs_rules.png"])
   parts.append("<h2>Figure 2: during tuning</h2>")
   if figures:
     for path in figures:
