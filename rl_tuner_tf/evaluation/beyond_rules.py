@@ -635,32 +635,44 @@ def plot_densities(floor, models, out):
   plt.close(fig)
 
 
-def plot_rules_against_realism(rules, measured, floor, out):
+def plot_rules_against_realism(points, floor, out):
   """Mean r_MT per note (Table 1) against distance from real melodies, one
-  point per model: left the Fréchet distance in the Note RNN's space, right
-  the classifier's accuracy (floors as dashed lines); PNG to ``out``.
+  point per model and grid point (its seeds' mean, bars the 95 % CI): left
+  the Fréchet distance in the Note RNN's space, right the classifier's
+  accuracy (floors as dashed lines); PNG to ``out``.
 
-  rules: {model: (its kind, its mean r_MT)}; measured: {model: metrics};
-  models of one kind (q, q_c2-seed1, ...) share a colour.
+  points: [(kind, label, r_mt, {metric: [value per seed]})] with r_mt the
+  seeds' mean r_MT values; ``label`` (e.g. 'c2', '' for a single run) is
+  written beside the point, and points of one kind share a colour and are
+  joined in the order given (a c sweep reads as a curve).
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-  kinds = sorted({rules[name][0] for name in measured if name in rules})
+  from rl_tuner_tf.evaluation import seeds  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+  kinds = list(dict.fromkeys(kind for kind, _, _, _ in points))
   colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(kinds)}
   for ax, key, label in ((axes[0], "frechet_note_rnn",
                           "Fréchet distance to held-out melodies (Note RNN space)"),
                          (axes[1], "classifier_accuracy",
                           "classifier accuracy, model vs held-out (0.5 = same)")):
-    seen = set()
-    for name, metrics in measured.items():
-      kind, r_mt = rules.get(name, (None, None))
-      if metrics.get(key) is None or r_mt is None:
-        continue
-      ax.scatter(metrics[key], r_mt, color=colours[kind],
-                 label=kind if kind not in seen else None, s=25)
-      seen.add(kind)
+    for kind in kinds:
+      xs, ys = [], []
+      for k, name, r_mt, metrics in points:
+        x, x_ci = seeds.interval(metrics.get(key, []))
+        y, y_ci = seeds.interval(r_mt)
+        if k != kind or x is None or y is None:
+          continue
+        ax.errorbar(x, y, xerr=x_ci, yerr=y_ci, fmt="o", ms=4,
+                    color=colours[kind], label=None if xs else kind)
+        if name:
+          ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3),
+                      fontsize=7, color=colours[kind])
+        xs.append(x)
+        ys.append(y)
+      if len(xs) > 1:
+        ax.plot(xs, ys, color=colours[kind], lw=0.8, alpha=0.6)
     if floor.get(key) is not None:
       ax.axvline(floor[key], color="k", ls="--", lw=1,
                  label="held-out vs held-out")

@@ -352,11 +352,31 @@ def measure_beyond_rules(results, output_dir, reference_dir, model_rnn,
   with atomic_files.open_atomic(
       os.path.join(output_dir, "beyond_rules_vs_rules.png"), "wb") as f:
     beyond_rules.plot_rules_against_realism(
-        {n: (s.get("kind", n), s.get("mean_r_mt")) for n, s in results.items()},
-        measured, floor, f)
+        _realism_points(results, measured), floor, f)
   log(f"beyond the rules: {len(measured)} model(s) in "
       f"{time.time() - start:.1f} s -> {output_dir}/beyond_rules.md")
   return floor, measured
+
+
+def _realism_points(results, measured):
+  """plot_rules_against_realism's points: one per model group (its seeds),
+  in Table 1's order of kinds, each kind's points by c."""
+  grouped = {}
+  for name, stats in results.items():
+    group, _ = seeds.group_and_seed(name, stats)
+    kind = stats.get("kind", name)
+    entry = grouped.setdefault(group, {
+        "kind": kind, "label": group[len(kind):].lstrip("_"),
+        "c": stats.get("run_settings", {}).get("c") or 0.0,
+        "r_mt": [], "metrics": {}})
+    entry["r_mt"].append(stats.get("mean_r_mt"))
+    for key, value in measured[name].items():
+      if isinstance(value, (int, float)):
+        entry["metrics"].setdefault(key, []).append(value)
+  kinds = list(table1.ordered({e["kind"]: None for e in grouped.values()}))
+  entries = sorted(grouped.values(),
+                   key=lambda e: (kinds.index(e["kind"]), e["c"], e["label"]))
+  return [(e["kind"], e["label"], e["r_mt"], e["metrics"]) for e in entries]
 
 
 def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
