@@ -4,7 +4,7 @@ The dependency set is the one recorded in shared/docs/dependencies.md (verified
 to install together). Why each pin is there:
   * tf-agents 0.19 (last release) pins typing-extensions 4.5 and tfp 0.23;
   * tfp 0.23 and tf-agents need Keras 2, hence tf-keras (selected at import by
-    rl_tuner_tf/keras_setup.py);
+    data_pipeline/keras_setup.py);
   * note-seq imports IPython, and IPython >= 8.13 cannot import with
     typing-extensions 4.5, hence ipython<8.13.
 """

@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rl_tuner_tf import keras_setup  # noqa: E402,F401
+from data_pipeline import keras_setup  # noqa: E402,F401
 from data_pipeline import console  # noqa: E402
 
 from rl_tuner_tf import note_rnn  # noqa: E402

@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rl_tuner_tf import keras_setup  # noqa: E402,F401  (before tensorflow)
+from data_pipeline import keras_setup  # noqa: E402,F401  (before tensorflow)
 
 from absl import flags  # noqa: E402
 

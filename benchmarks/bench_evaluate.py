@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rl_tuner_tf import keras_setup  # noqa: E402,F401
+from data_pipeline import keras_setup  # noqa: E402,F401
 from data_pipeline import console  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

@@ -1,7 +1,7 @@
 """MIDI -> NoteSequence -> 38-token melodies, as a tf.data pipeline.
 
 The modules that use TensorFlow (dataset, tfrecords, build_dataset,
-build_corpus) import ``rl_tuner_tf.keras_setup`` first themselves. The
+build_corpus) import ``data_pipeline.keras_setup`` first themselves. The
 package does not: what Apache Beam's worker processes import
 (beam_pipeline's transforms, convert, melodies, encoding, tfrecord_format)
 brings no TensorFlow, whose import takes seconds per worker. (A local run's

@@ -5,7 +5,7 @@ r"""Builds the embedded default corpus (music21 folk tunes -> MIDI -> TFRecords)
 Prints tunes parsed / failed and the melodies they became.  Cached: a second
 run returns in seconds.  Default root: see data_pipeline.corpus.default_root.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401  (before tensorflow)
+from data_pipeline import keras_setup  # noqa: F401  (before tensorflow)
 
 import os
 import sys

@@ -20,7 +20,7 @@ Cache: the manifest records a fingerprint of the file list (relative paths,
 sizes, mtimes) and of the config; a run that finds the same fingerprint and all
 its shards returns the manifest without parsing anything.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401  (before tensorflow)
+from data_pipeline import keras_setup  # noqa: F401  (before tensorflow)
 
 import collections
 import dataclasses

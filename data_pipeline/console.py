@@ -13,7 +13,7 @@ project filters by that format, not by a list of messages:
   indented lines after it (stack traces) -- and absl's two notices about
   that log stream.  It passes everything else on, in order.  (While
   TensorFlow imports, when only it writes, the lines after a record up to
-  the next one are hidden with it: rl_tuner_tf/keras_setup.py.)  A record
+  the next one are hidden with it: data_pipeline/keras_setup.py.)  A record
   whose later lines are not indented keeps them (TensorFlow's protobuf dumps
   under TF_CPP_VMODULE): a pipe keeps no write boundaries, and hiding every
   line after a record would hide a child's line that came right after one.
@@ -35,7 +35,7 @@ of this off.  ``install()`` is idempotent and a child program whose fd 2 is
 already such a pipe starts no second filter.  Library code that is merely
 imported (a notebook, pytest) is left alone: ``install`` is called by
 ``run`` (the entry points' ``app.run``) and, before TensorFlow is imported,
-by ``rl_tuner_tf.keras_setup`` when the process is one of the project's
+by ``data_pipeline.keras_setup`` when the process is one of the project's
 programs (``is_project_program``).
 """
 import atexit

@@ -3,7 +3,7 @@
     ds = melody_dataset(tfrecord_dir, "train")        # int32 [T] per melody
     batches = batched(ds, 128, max_length=256)         # (tokens[B,T], lengths[B])
 """
-from rl_tuner_tf import keras_setup  # noqa: F401  (before tensorflow)
+from data_pipeline import keras_setup  # noqa: F401  (before tensorflow)
 
 import os
 

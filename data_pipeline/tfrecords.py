@@ -5,7 +5,7 @@ A dataset directory holds, per split in SPLITS, shards named
 with one feature ``tokens`` (int64 list, variable length, values 0..37).
 ``manifest.json`` beside them describes the build (see build_dataset).
 """
-from rl_tuner_tf import keras_setup  # noqa: F401  (before tensorflow)
+from data_pipeline import keras_setup  # noqa: F401  (before tensorflow)
 
 import glob
 import os

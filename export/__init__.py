@@ -9,4 +9,4 @@
   tfagents_policy   the TF-Agents TFPolicy and its PolicySaver export
   serving_client    REST / gRPC (PredictRequest) client for TF Serving
 """
-from rl_tuner_tf import keras_setup as _keras_setup  # noqa: F401
+from data_pipeline import keras_setup as _keras_setup  # noqa: F401

@@ -9,7 +9,7 @@ import contextlib
 import json
 import os
 
-from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
 
 from data_pipeline import run_lock

@@ -22,7 +22,7 @@ batch 1 and batch 1024 (benchmarks/bench_export.py), so networks stay separate.
 """
 import collections
 
-from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
 
 FusedWeights = collections.namedtuple(

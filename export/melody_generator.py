@@ -41,7 +41,7 @@ only the ``reward_*`` ones), each float32 [B, units of that layer].
 """
 import inspect
 
-from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import numpy as np
 import tensorflow as tf
 

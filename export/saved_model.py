@@ -10,7 +10,7 @@ Each run adds version ``max existing + 1``; an existing version is never
 touched. Without --tuned_model_dir the Note RNN checkpoint is exported as a
 bare Note RNN model (default: the shipped one, rl_tuner_tf/checkpoints/note_rnn).
 """
-from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import sys
 
 from absl import app

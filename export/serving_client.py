@@ -26,7 +26,7 @@ import json
 import urllib.error
 import urllib.request
 
-from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 from absl import app
 from absl import flags
 from data_pipeline import console

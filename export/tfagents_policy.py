@@ -12,7 +12,7 @@ TF-Agents resets the policy state to zeros on ``time_step.is_first()``
 (``automatic_state_reset``), so an episode starts like the RL Tuner's
 composition: zero LSTM state, a first observation that is the primer note.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tf_agents.policies import greedy_policy

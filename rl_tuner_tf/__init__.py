@@ -1,4 +1,4 @@
 """rl-tuner-tf: RL Tuner (Jaques et al. 2017) in TensorFlow 2 / TF-Agents."""
-from rl_tuner_tf import keras_setup as _keras_setup  # must precede tf.keras use
+from data_pipeline import keras_setup as _keras_setup  # must precede tf.keras use
 
 __version__ = "0.1.0"

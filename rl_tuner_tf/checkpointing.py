@@ -20,7 +20,7 @@ import glob
 import os
 import re
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 KEEP = 3  # checkpoints kept: the latest and two to fall back to

@@ -19,7 +19,7 @@ import sys
 from absl import app
 from absl import flags
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 
 from data_pipeline import console
 from data_pipeline import run_lock

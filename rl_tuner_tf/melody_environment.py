@@ -46,7 +46,7 @@ means), so training can log them without leaving the graph.
 """
 import collections
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 from tf_agents.environments import tf_environment

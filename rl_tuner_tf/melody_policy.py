@@ -18,7 +18,7 @@ A tuned model on disk (``save_tuned`` / ``load_tuned``):
 import json
 import os
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from data_pipeline import atomic_files

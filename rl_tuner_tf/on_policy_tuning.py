@@ -24,7 +24,7 @@ optimizer, environment, random generator, counters -- is in ``checkpoint``;
 an iteration always ends with every composition finished, so a checkpoint
 never holds half a batch.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf import melody_environment

@@ -15,7 +15,7 @@ in one tf.function (a tf.while_loop over steps, batched over melodies).
 import os
 import sys
 
-from rl_tuner_tf import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
+from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import numpy as np
 import tensorflow as tf
 

@@ -49,7 +49,7 @@ import time
 from absl import app
 from absl import flags
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 

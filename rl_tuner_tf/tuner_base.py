@@ -7,7 +7,7 @@ does. Both subclass ``TunerBase``, which owns the loop that runs iterations in
 one graph and stops at the first non-finite loss, the counters the main job
 reads, and the statistics variables that record a bad loss.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf import note_rnn

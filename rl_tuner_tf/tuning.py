@@ -52,7 +52,7 @@ import dataclasses
 import math
 from typing import Optional
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 from tf_agents.drivers import dynamic_step_driver
 

@@ -9,7 +9,7 @@ import wave
 import numpy as np
 import pytest
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf import note_rnn

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf import melody_policy

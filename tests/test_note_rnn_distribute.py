@@ -76,7 +76,7 @@ def test_default_strategy_step_is_todays_step(tmp_path):
 _TWO_REPLICAS = textwrap.dedent(r"""
     import json, os, sys
     import numpy as np
-    from rl_tuner_tf import keras_setup  # noqa: F401
+    from data_pipeline import keras_setup  # noqa: F401
     import tensorflow as tf
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(

@@ -3,7 +3,7 @@ hand from shared/docs/rl_tuner_reference.md section 6 (written below)."""
 import numpy as np
 import pytest
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf import rewards

@@ -12,7 +12,7 @@ Boltzmann: the note is sampled from the policy's softmax
   action while it appends the sampled note, which ``TuningConfig.
   boltzmann_store_argmax`` reproduces (tuning.py's replay observer).
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf.agents import policies

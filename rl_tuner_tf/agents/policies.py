@@ -21,7 +21,7 @@ buffer stores so training can rerun the network from it (reference section 3);
 subclasses add their own entries (``extra_info``).
 Randomness comes from a seeded, checkpointed ``tf.random.Generator``.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tf_agents.policies import tf_policy

@@ -36,7 +36,7 @@ the other k - 1 (no value network):
 and every token of composition i gets A^i in the same clipped surrogate
 (PG-5), as TRL's RLOO trainer does.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 

@@ -15,7 +15,7 @@ trains on exactly the minibatches of an uninterrupted one.
 tf-agents is pinned to 0.19 (its last release); this subclass reads the
 buffer's row table and last id, as ``get_next`` itself does.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 from tf_agents.replay_buffers import tf_uniform_replay_buffer
 

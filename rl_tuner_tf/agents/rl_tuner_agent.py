@@ -31,7 +31,7 @@ When one update stands for k of the paper's minibatches (``update_rate_
 multiplier`` k; see tuning.py), the soft update uses 1 - (1 - eta)^k so the
 target network tracks the Q-network at the paper's pace per note.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 from tf_agents.agents import tf_agent
 from tf_agents.utils import common

@@ -12,7 +12,7 @@ terminal step), multiplied by gamma.
   g          r_MT(a,s)/c                         r + gamma logsumexp_a' (log p(a'|s') + G-(s',a'))  (Eq. 13)
   rl_only    r_MT(a,s)/c                         as q                              (Eq. 4)
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf.melody_policy import ALGORITHMS

@@ -27,7 +27,7 @@ small Gram matrix, a matmul. The update went from 714-740 to 484-521 us
 by op, and the clipped step agrees with tf.clip_by_norm + tf.keras to
 rounding (tests/test_agents_update_step.py).
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 GRAM_ROWS = 8

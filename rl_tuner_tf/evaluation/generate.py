@@ -16,7 +16,7 @@ The log pi(a|s) of each note under the sampling policy is recorded too
 """
 import weakref
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 

@@ -14,7 +14,7 @@ mean ± 1.96 sd / sqrt(N) (melodies are independent samples).
 """
 import math
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
 
 from rl_tuner_tf.rewards import replay

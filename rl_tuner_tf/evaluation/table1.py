@@ -18,7 +18,7 @@ mean log p.
 """
 import math
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 

@@ -9,7 +9,7 @@ stopped does not count and work redone after a kill does.
 import glob
 import os
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 TENSORBOARD_DIR = "tensorboard"

@@ -6,7 +6,7 @@ at lags 1, 2, 3:  coeff = sum((x[lag:] - m) (x[:n-lag] - m)) / n / var(x)
 melody -- and then skipped). Each |coeff| > 0.15 costs 3 |coeff|.
 The same coefficients, on whole melodies, are Table 1's autocorrelation rows.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf.rewards import composition

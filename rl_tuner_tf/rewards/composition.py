@@ -8,7 +8,7 @@ leap state cleared at the start of each composition).
 """
 from typing import NamedTuple
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from data_pipeline import encoding

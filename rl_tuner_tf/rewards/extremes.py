@@ -3,7 +3,7 @@
 max over all classes, note-off / no-event included); +3 if the lowest real
 note (0/1 excluded) occurs exactly once.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from data_pipeline import encoding

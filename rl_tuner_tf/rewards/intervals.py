@@ -9,7 +9,7 @@ from a C or E +0.15; else a major 7th -0.3, beyond an octave -1.0, major 3rd
 +0.09, major 2nd +0.08, 4th +0.07, major 6th +0.05, 5th +0.02, anything else
 (unison, half step, minor 3rd, tritone, minor 6th, minor 7th, octave) 0.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from data_pipeline import encoding

@@ -1,5 +1,5 @@
 """Rule 1, key membership: -1 if the new note is not in C major."""
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from data_pipeline import encoding

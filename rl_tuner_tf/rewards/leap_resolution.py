@@ -15,7 +15,7 @@ composition; note-off / no-event only increment steps_since_leap):
 """
 from typing import NamedTuple
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf.rewards import composition

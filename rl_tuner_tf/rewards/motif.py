@@ -8,7 +8,7 @@ anywhere in the composition before its last 7 steps (``composition[:-7]``,
 the composition without the new note -- so never overlapping the motif):
 +4 + max(0, distinct - 3).
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from data_pipeline import encoding

@@ -10,7 +10,7 @@ float32``; they are summed with weight 1.0 unless ``weights`` says otherwise.
 import collections
 from typing import Dict, NamedTuple
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf.rewards import autocorrelation

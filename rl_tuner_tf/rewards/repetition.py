@@ -7,7 +7,7 @@ other note stops the walk. Excessive if the note is note-off and the count is
 rests seen the count is > 6. (A no-event new note counts earlier no-event
 steps as repeats: holding too long is repetition.)
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from data_pipeline import encoding

@@ -6,7 +6,7 @@ as the environment would have computed them while composing.
 """
 from typing import Dict, NamedTuple
 
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 

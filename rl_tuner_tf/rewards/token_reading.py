@@ -12,7 +12,7 @@ where tokens enter them (the environment's action, replayed melodies), by
 swapping 0 and 1 under ``magenta``. Nothing else changes: the networks, the
 compositions they read and the melodies written to disk keep our encoding.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
 

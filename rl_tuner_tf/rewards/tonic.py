@@ -4,7 +4,7 @@ With F = num_notes - 4 (the first step of the final bar of four): at beat 0 or
 F, +3 for the tonic (class 14, C4); at F + 1, +3 for no-event (hold it); at
 beats after F + 1, +3 for no-event or note-off.
 """
-from rl_tuner_tf import keras_setup  # noqa: F401
+from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from data_pipeline import encoding
