@@ -21,7 +21,7 @@ setup(
     description="Tuning a Note RNN with RL (Q, Psi and G learning), TF2 + TF-Agents",
     packages=find_packages(include=["rl_tuner_tf*", "data_pipeline*", "export*",
                                      "listening_study*"]),
-    package_data={"rl_tuner_tf": ["checkpoints/note_rnn/*"],
+    package_data={"rl_tuner_tf": ["checkpoints/note_rnn/*", "presets/*.json"],
                   "listening_study": ["templates/*", "static/*"]},
     include_package_data=True,
     python_requires=">=3.10,<3.13",

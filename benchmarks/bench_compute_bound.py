@@ -149,7 +149,7 @@ class TuningCase:
   """The tuner's update loop (sampling + updates), per update."""
 
   def __init__(self, source, args, jit_compile):
-    self.config = tuning.TuningConfig(
+    self.config = tuning.TuningConfig.of(
         algorithm=args.algorithm, num_compositions=args.num_compositions,
         minibatches_per_update=args.minibatches_per_update, seed=0)
     self.tuner = tuning.Tuner(self.config, source, jit_compile=jit_compile)
@@ -167,16 +167,16 @@ class TuningCase:
     self._sample()
     tuner._update_loop_fn()  # pylint: disable=protected-access  (its eager trace)
     self.iterations = args.tuning_iterations
-    self.flops = tuning_update_flops(self.config.update_batch_size(),
+    self.flops = tuning_update_flops(self.config.off_policy.update_batch_size(),
                                      source.layer_sizes)
     h0 = source.layer_sizes[0]
-    self.shape = (self.config.update_batch_size(), NUM_CLASSES + h0, 4 * h0)
+    self.shape = (self.config.off_policy.update_batch_size(), NUM_CLASSES + h0, 4 * h0)
 
   def seconds_per_update(self):
     start = time.perf_counter()
     self.train(tf.constant(self.iterations))
     return (time.perf_counter() - start) / (
-        self.iterations * self.config.updates_per_iteration())
+        self.iterations * self.config.off_policy.updates_per_iteration())
 
   def stage_seconds_per_update(self):
     """(replay sampling, compiled updates): each stage alone, per update."""
@@ -187,7 +187,7 @@ class TuningCase:
         out = stage()
       out.numpy()
       seconds.append((time.perf_counter() - start) / (
-          self.iterations * self.config.updates_per_iteration()))
+          self.iterations * self.config.off_policy.updates_per_iteration()))
     return seconds
 
 
@@ -224,7 +224,7 @@ def weight_difference(source, args, iterations):
   """Max |w_XLA - w_op-by-op| over the Q-network after the same iterations."""
   weights = []
   for jit in (False, True):
-    config = tuning.TuningConfig(
+    config = tuning.TuningConfig.of(
         algorithm=args.algorithm, num_compositions=args.num_compositions,
         minibatches_per_update=args.minibatches_per_update, seed=0,
         num_notes=args.num_compositions * (iterations + 1))

@@ -51,12 +51,12 @@ def _timed(fn, *args):
 
 
 def bench_algorithm(algorithm, source, args):
-  config = tuning.TuningConfig(
+  config = tuning.TuningConfig.of(
       algorithm=algorithm, num_compositions=args.num_compositions,
       minibatches_per_update=args.minibatches_per_update)
   built = time.perf_counter()
   tuner = tuning.Tuner(config, source)
-  b = config.num_compositions
+  b = config.off_policy.num_compositions
 
   collect = tf.function(
       lambda n: tf.while_loop(
@@ -83,8 +83,8 @@ def bench_algorithm(algorithm, source, args):
   t_train = _timed(train, tf.constant(n))
   t_both = _timed(tuner.run, n)
   notes = n * b
-  updates = n * config.updates_per_iteration()
-  transitions = updates * config.update_batch_size()
+  updates = n * config.off_policy.updates_per_iteration()
+  transitions = updates * config.off_policy.update_batch_size()
   full_iterations = FULL_RUN_NOTES // b
   row = {
       "algorithm": algorithm,
@@ -122,16 +122,16 @@ def main():
     rows.append(row)
     print(f"{algorithm}: done", flush=True)
   print()
-  print(f"Note RNN: {provenance}; {config.num_compositions} compositions in "
-        f"parallel; per {config.num_compositions} notes "
-        f"{config.updates_per_iteration()} updates of "
-        f"{config.update_batch_size()} transitions "
-        f"({config.minibatches_per_update} paper minibatches of "
-        f"{config.minibatch_size} per update); TF "
+  print(f"Note RNN: {provenance}; {config.off_policy.num_compositions} compositions in "
+        f"parallel; per {config.off_policy.num_compositions} notes "
+        f"{config.off_policy.updates_per_iteration()} updates of "
+        f"{config.off_policy.update_batch_size()} transitions "
+        f"({config.off_policy.minibatches_per_update} paper minibatches of "
+        f"{config.off_policy.minibatch_size} per update); TF "
         f"{tf.__version__}, {os.cpu_count()} CPUs")
   print(f"Full default run: {FULL_RUN_NOTES:,} notes, "
-        f"{FULL_RUN_NOTES // config.train_every_n_notes:,} paper minibatches "
-        f"= {FULL_RUN_NOTES // config.train_every_n_notes * config.minibatch_size:,}"
+        f"{FULL_RUN_NOTES // config.off_policy.train_every_n_notes:,} paper minibatches "
+        f"= {FULL_RUN_NOTES // config.off_policy.train_every_n_notes * config.off_policy.minibatch_size:,}"
         " transitions")
   columns = list(rows[0].keys())
   widths = [max(len(c), 10) for c in columns]

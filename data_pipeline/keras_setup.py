@@ -15,6 +15,7 @@ writes while it loads.  gym's banner is dropped.  ``--verbose`` or
 RL_TUNER_TF_VERBOSE=1 keeps everything.
 """
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -105,6 +106,9 @@ def quiet_startup():
   _silence_gym_notice()
   if console.is_project_program():
     console.install()
+    # TensorFlow's Python warnings (retracing notices when a job builds one
+    # sampler per model, deprecations) are for developers, as its C++ log.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   if "tensorflow" in sys.modules:
     return

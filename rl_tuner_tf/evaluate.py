@@ -23,76 +23,26 @@ from data_pipeline import keras_setup  # noqa: F401
 
 from data_pipeline import console
 from data_pipeline import run_lock
-from rl_tuner_tf import note_rnn
-from rl_tuner_tf.evaluation import generate
+from rl_tuner_tf import configuration
 from rl_tuner_tf.evaluation import pipeline
 
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-  """Command-line flags; defined only when run as a program, so this module
-  imports next to the other entry points (shared names such as --seed)."""
-  flags.DEFINE_string("note_rnn_checkpoint", note_rnn.SHIPPED_CHECKPOINT_DIR,
-                      "Note RNN checkpoint for the 'note_rnn' row; empty: no "
-                      "Note RNN row.")
-  flags.DEFINE_list("tuned_model_dirs", [],
-                    "Tuned models (written by melody_policy.save_tuned): q, psi, "
-                    "g, rl_only, ppo or rloo.")
-  flags.DEFINE_string("run_dir", None,
-                      "A training run: evaluates every tuned model in it, writes "
-                      "to <run_dir>/evaluation and the report to "
-                      "<run_dir>/report.html.")
-  flags.DEFINE_integer("num_melodies", 100000, "Melodies per model (paper: 100,000).")
-  flags.DEFINE_string("output_dir", None,
-                      "Where results go (default <run_dir>/evaluation, or "
-                      "runs/evaluation).")
-  flags.DEFINE_integer("seed", 0, "Seed of the melody sampler.")
-  flags.DEFINE_integer("batch_size", generate.DEFAULT_BATCH_SIZE,
-                       "Melodies sampled per graph call.")
-  flags.DEFINE_integer("num_notes", 32, "Notes per melody.")
-  flags.DEFINE_integer("num_samples", 5, "MIDI / WAV / piano roll per model.")
-  flags.DEFINE_enum("token_reading", None, ["paper", "magenta"],
-                    "How the statistics read tokens 0/1 (default: each tuned "
-                    "model's run setting, and theirs for the Note RNN row).")
-  flags.DEFINE_bool("prime_all_classes", False,
-                    "Draw the primer note from all 38 classes (the original "
-                    "draws 0..36).")
-  flags.DEFINE_float("objective_c", None,
-                     "c of the KL-regularised objective E[sum r_MT/c + log p "
-                     "- log pi] (default: each tuned model's run's c, the "
-                     "Note RNN the c they share; else 0.5).")
-  flags.DEFINE_bool("beyond_rules", True,
-                    "Also measure every model against real held-out melodies "
-                    "with metrics no reward optimises (beyond_rules.json / "
-                    ".md; rl_tuner_tf/evaluation/beyond_rules.py).")
-  flags.DEFINE_string("reference_tfrecord_dir", None,
-                      "Corpus (TFRecords) whose validation melodies are the "
-                      "real reference (default: the one the Note RNN's "
-                      "provenance names, else the embedded corpus, built "
-                      "when missing).")
-  flags.DEFINE_bool("force", False,
-                    "Sample and score every model again, even those whose "
-                    "results in the output directory were computed from the "
-                    "same model files, settings and statistics code (those "
-                    "are reused by default).")
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+  """One flag per setting of pipeline.EvaluationConfig; defined only when
+  this module runs as a program."""
+  configuration.define_flags(pipeline.EvaluationConfig, flag_values)
 
-def main(argv):
+
+def main(argv, flag_values=FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    _, output_dir, report_path = pipeline.run(
-        note_rnn_checkpoint=FLAGS.note_rnn_checkpoint,
-        tuned_model_dirs=FLAGS.tuned_model_dirs, run_dir=FLAGS.run_dir,
-        output_dir=FLAGS.output_dir, num_melodies=FLAGS.num_melodies,
-        seed=FLAGS.seed, batch_size=FLAGS.batch_size,
-        num_notes=FLAGS.num_notes, num_samples=FLAGS.num_samples,
-        prime_all_classes=FLAGS.prime_all_classes,
-        token_reading=FLAGS.token_reading,
-        objective_c=FLAGS.objective_c, force=FLAGS.force,
-        beyond_rules=FLAGS.beyond_rules,
-        reference_tfrecord_dir=FLAGS.reference_tfrecord_dir)
-  except pipeline.SettingError as e:
+    config = pipeline.EvaluationConfig.from_settings(
+        configuration.given_flags(pipeline.EvaluationConfig, flag_values))
+    _, output_dir, report_path = pipeline.run(config)
+  except configuration.ConfigError as e:
     raise app.UsageError(str(e))
   except (run_lock.RunLockedError, OSError) as e:  # busy, read-only, full
     print(f"ERROR: {e}", file=sys.stderr)

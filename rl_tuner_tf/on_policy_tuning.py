@@ -37,13 +37,12 @@ class OnPolicyTuner(tuner_base.TunerBase):
   """Environment, policy (and value) networks and the PPO / RLOO update."""
 
   def __init__(self, config, note_rnn_model, primer=None, reward_weights=None):
-    config.validate()
     if config.algorithm not in ("ppo", "rloo"):
       raise ValueError(f"OnPolicyTuner runs ppo or rloo, not "
                        f"{config.algorithm!r} (see tuning.make_tuner)")
     self.config = config
     self._ppo = config.algorithm == "ppo"
-    b = config.pg_num_compositions
+    b = config.pg.num_compositions
     tf.random.set_seed(config.seed)
     self.q_network = tuner_base.copy_network(note_rnn_model, "policy_network")
     self.reward_rnn = tuner_base.copy_network(note_rnn_model, "reward_rnn")
@@ -54,7 +53,7 @@ class OnPolicyTuner(tuner_base.TunerBase):
         random_note_max=config.random_note_max, primer=primer,
         reward_weights=reward_weights,
         terminal_discount=config.terminal_discount, seed=config.seed,
-        primer_group_size=1 if self._ppo else config.rloo_k,
+        primer_group_size=1 if self._ppo else config.rloo.k,
         token_reading=config.token_reading)
     variables = list(self.q_network.trainable_variables)
     if self._ppo:
@@ -67,7 +66,7 @@ class OnPolicyTuner(tuner_base.TunerBase):
       # Returns run up to T notes of r_MT / c: the head predicts them in
       # units of T / c, so a unit-sized output spans their range.
       self._value_scale = config.num_notes_in_melody / config.c
-    self.optimizer = tf.keras.optimizers.Adam(config.pg_learning_rate)
+    self.optimizer = tf.keras.optimizers.Adam(config.pg.learning_rate)
     self.optimizer.build(variables)
     self.generator = tf.random.Generator.from_seed(config.seed + 1)
     self.notes_composed = tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -106,7 +105,7 @@ class OnPolicyTuner(tuner_base.TunerBase):
     networks (policy_state, value_state).
     """
     cfg = self.config
-    b, t_max = cfg.pg_num_compositions, cfg.num_notes_in_melody
+    b, t_max = cfg.pg.num_compositions, cfg.num_notes_in_melody
     first = self.env.reset()  # new compositions (the primer is drawn here)
     with tf.control_dependencies(tf.nest.flatten(first)):
       policy_state = melody_environment.primed_state(
@@ -151,9 +150,9 @@ class OnPolicyTuner(tuner_base.TunerBase):
     if self._ppo:
       values = self._values(batch["inputs"], batch["value_state"])
       advantages, returns = pg.gae(rewards, values, gamma=1.0,
-                                   lam=cfg.gae_lambda)              # PG-3/4
+                                   lam=cfg.ppo.gae_lambda)              # PG-3/4
     else:
-      per_composition = pg.leave_one_out_advantages(total, cfg.rloo_k)  # PG-7
+      per_composition = pg.leave_one_out_advantages(total, cfg.rloo.k)  # PG-7
       advantages = tf.tile(per_composition[:, None],
                            [1, cfg.num_notes_in_melody])
       returns = None
@@ -170,7 +169,7 @@ class OnPolicyTuner(tuner_base.TunerBase):
       log_pi = tf.gather(tf.nn.log_softmax(logits), take(batch["actions"]),
                          axis=2, batch_dims=2)
       loss, clip_fraction = pg.clipped_surrogate_loss(
-          log_pi, take(batch["log_pi_old"]), take(advantages), cfg.pg_clip)
+          log_pi, take(batch["log_pi_old"]), take(advantages), cfg.pg.clip)
       total_loss = loss
       v_loss = tf.constant(0.0)
       if self._ppo:
@@ -207,21 +206,21 @@ class OnPolicyTuner(tuner_base.TunerBase):
 
   def _train(self, batch):
     cfg = self.config
-    b = cfg.pg_num_compositions
-    size = b // cfg.pg_minibatches
+    b = cfg.pg.num_compositions
+    size = b // cfg.pg.minibatches
     advantages, returns, total = self._advantages(batch)
     kl = tf.reduce_mean(batch["log_pi_old"] - batch["log_p"])
     stats = self._stats
     ops = [stats.objective.assign_add(tf.reduce_sum(total)),
            stats.kl.assign_add(kl * b),
            stats.compositions.assign_add(float(b))]
-    num = cfg.pg_epochs * cfg.pg_minibatches
+    num = cfg.pg.epochs * cfg.pg.minibatches
 
     def body(i, order):
-      order = tf.cond(tf.equal(i % cfg.pg_minibatches, 0),
+      order = tf.cond(tf.equal(i % cfg.pg.minibatches, 0),
                       lambda: tf.argsort(self.generator.uniform([b])),
                       lambda: order)
-      start = (i % cfg.pg_minibatches) * size
+      start = (i % cfg.pg.minibatches) * size
       loss, v_loss, clip_fraction = self._update(
           batch, advantages, returns, order[start:start + size])
       finite = tf.logical_not(stats.nonfinite)
@@ -249,7 +248,7 @@ class OnPolicyTuner(tuner_base.TunerBase):
   # -- public (tuner_base.TunerBase's surface) -----------------------------
   @property
   def notes_per_iteration(self):
-    return self.config.pg_num_compositions * self.config.num_notes_in_melody
+    return self.config.pg.num_compositions * self.config.num_notes_in_melody
 
   def read_and_reset_stats(self):
     """Means since the last call: env stats (log_p, r_mt, rules per note),

@@ -45,6 +45,7 @@ import shutil
 import signal
 import sys
 import time
+from typing import Tuple
 
 from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
@@ -53,6 +54,7 @@ from data_pipeline import atomic_files
 from data_pipeline import dataset as dataset_lib
 from data_pipeline import run_lock
 from rl_tuner_tf import checkpointing
+from rl_tuner_tf import configuration
 from rl_tuner_tf import note_rnn
 
 PROVENANCE_FILENAME = "provenance.json"
@@ -65,60 +67,74 @@ class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or infinite."""
 
 
-@dataclasses.dataclass
-class TrainConfig:
-  """Hyperparameters; field names are the command-line flag names."""
-  layer_sizes: tuple = note_rnn.DEFAULT_LAYER_SIZES
-  batch_size: int = 128
-  num_steps: int = 30000
-  learning_rate: float = 0.02
-  decay_steps: int = 1000
-  decay_rate: float = 0.85
-  clip_norm: float = 5.0
-  l2_weight: float = 2.5e-5
-  num_masked_steps: int = 8
-  window_length: int = 32
-  log_every: int = 100
-  checkpoint_every: int = 1000
-  eval_every: int = 2000
-  eval_batch_size: int = 64
-  max_wall_minutes: float = 0.0
-  seed: int = 0
-  distribute: str = "auto"
+_setting = configuration.setting
 
-  def validate(self):
-    """Raises ValueError naming the offending flag."""
-    def need(ok, flag, rule):
-      if not ok:
-        raise ValueError(f"--{flag} {rule}, got {getattr(self, flag)!r}")
-    need(len(self.layer_sizes) >= 1 and all(
-        isinstance(s, int) and s > 0 for s in self.layer_sizes),
-         "layer_sizes", "must be positive integers like 100 or 64,64")
-    for name in ("batch_size", "num_steps", "decay_steps", "window_length",
-                 "log_every", "checkpoint_every", "eval_every",
-                 "eval_batch_size"):
-      need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
-           name, "must be an integer >= 1")
-    for name in ("learning_rate", "clip_norm"):
-      value = getattr(self, name)
-      need(math.isfinite(value) and value > 0, name, "must be > 0")
-    need(0 < self.decay_rate <= 1, "decay_rate", "must be in (0, 1]")
-    need(math.isfinite(self.l2_weight) and self.l2_weight >= 0, "l2_weight",
-         "must be >= 0")
-    need(isinstance(self.num_masked_steps, int) and self.num_masked_steps >= 0,
-         "num_masked_steps", "must be an integer >= 0")
-    need(self.num_masked_steps < self.window_length, "num_masked_steps",
-         f"must be < --window_length={self.window_length} (else no step of a "
-         "training window is scored)")
-    need(self.max_wall_minutes >= 0, "max_wall_minutes", "must be >= 0 (0: none)")
-    need(self.distribute in DISTRIBUTE_CHOICES, "distribute",
-         f"must be one of {'|'.join(DISTRIBUTE_CHOICES)}")
-    return self
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(configuration.Values):
+  """The Note RNN's training (the paper's recipe, section 2, with the
+  learning rate that trains: see the module docstring). Each field is a
+  flag of ``python -m rl_tuner_tf.train_note_rnn``."""
+  layer_sizes: Tuple[int, ...] = _setting(
+      note_rnn.DEFAULT_LAYER_SIZES, "LSTM layer sizes, e.g. 100 or 64,64.",
+      check=lambda sizes: None if sizes and min(sizes) > 0
+      else "must be positive integers like 100 or 64,64")
+  batch_size: int = _setting(128, "Windows per batch.",
+                             check=configuration.positive_int)
+  num_steps: int = _setting(30000, "Total training steps.",
+                            check=configuration.positive_int)
+  learning_rate: float = _setting(
+      0.02, "Initial Adam learning rate (paper: 0.5, which does not train "
+      "well; see the module docstring).", check=configuration.positive)
+  decay_steps: int = _setting(1000, "Steps per learning-rate decay.",
+                              check=configuration.positive_int)
+  decay_rate: float = _setting(0.85, "Staircase learning-rate decay factor.",
+                               check=configuration.in_range(0, 1,
+                                                            open_low=True))
+  clip_norm: float = _setting(5.0, "Global gradient-norm clip.",
+                              check=configuration.positive)
+  l2_weight: float = _setting(
+      2.5e-5, "L2 penalty on the weight matrices (x sum ||W||^2 / 2).",
+      check=configuration.non_negative)
+  num_masked_steps: int = _setting(
+      8, "Leading prediction steps of each sequence left out of the loss "
+      "(paper 8; original 32).",
+      check=lambda v: None if v >= 0 else "must be an integer >= 0")
+  window_length: int = _setting(
+      32, "Predictions per training window (a random crop of window_length "
+      "+ 1 tokens of a melody).", check=configuration.positive_int)
+  log_every: int = _setting(100, "Steps between log lines.",
+                            check=configuration.positive_int)
+  checkpoint_every: int = _setting(1000, "Steps between resumable "
+                                   "checkpoints.",
+                                   check=configuration.positive_int)
+  eval_every: int = _setting(2000, "Steps between validation + "
+                             "<run_dir>/latest_export.",
+                             check=configuration.positive_int)
+  eval_batch_size: int = _setting(64, "Melodies per validation batch.",
+                                  check=configuration.positive_int)
+  max_wall_minutes: float = _setting(
+      0.0, "Stop (evaluate, export) after this much training time; 0: no "
+      "limit.", check=configuration.non_negative)
+  seed: int = _setting(0, "Random seed.")
+  distribute: str = _setting(
+      "auto", "tf.distribute strategy: auto (MirroredStrategy over 2+ "
+      "visible GPUs, else one device), mirrored (requires 2+ devices), none "
+      "(one device). --batch_size is the global batch, split over the "
+      "replicas.", choices=DISTRIBUTE_CHOICES)
+
+  def _validate(self):
+    if self.num_masked_steps >= self.window_length:
+      raise configuration.ConfigError(
+          "num_masked_steps", f"must be < --window_length="
+          f"{self.window_length} (else no step of a training window is "
+          f"scored) (got {self.num_masked_steps})")
 
   def to_dict(self):
-    d = dataclasses.asdict(self)
-    d["layer_sizes"] = list(self.layer_sizes)
-    return d
+    """The settings as config.json records them."""
+    settings = self.to_settings()
+    settings["layer_sizes"] = list(self.layer_sizes)
+    return settings
 
 
 # -- loss ---------------------------------------------------------------------
@@ -242,7 +258,7 @@ class NoteRNNTrainer:
   unless one is given)."""
 
   def __init__(self, config, run_dir, strategy=None):
-    self.config = config.validate()
+    self.config = config
     self.run_dir = run_dir
     self.strategy = strategy or make_strategy(config.distribute,
                                               config.batch_size)
@@ -462,7 +478,6 @@ def train(config, tfrecord_dir, run_dir, output_dir=None, command="",
 
 def _train_locked(config, tfrecord_dir, run_dir, output_dir, command, log,
                   strategy):
-  config.validate()
   tf.random.set_seed(config.seed)
   trainer = NoteRNNTrainer(config, run_dir, strategy)
   start_step = trainer.restore_or_initialize(log)
@@ -597,59 +612,28 @@ def parse_layer_sizes(text):
 
 
 def define_flags(flag_values=None):
-  """Defines the command-line flags on `flag_values` (default absl's FLAGS)."""
+  """Defines the command-line flags on `flag_values` (default absl's FLAGS):
+  one per TrainConfig field, and where the data and results go."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   fv = flag_values if flag_values is not None else flags.FLAGS
-  d = TrainConfig()
-  string, integer, real = (
-      lambda *a: flags.DEFINE_string(*a, flag_values=fv),
-      lambda *a: flags.DEFINE_integer(*a, flag_values=fv),
-      lambda *a: flags.DEFINE_float(*a, flag_values=fv))
-  string("tfrecord_dir", None, "Melody TFRecords (data_pipeline). Default: "
-         "the embedded corpus, built on first use.")
-  string("run_dir", os.path.join("runs", "note_rnn"),
-         "Checkpoints, TensorBoard logs, latest export; a run restarted with "
-         "the same run_dir resumes.")
-  string("output_dir", None, "Final export (note_rnn.save + provenance.json). "
-         "Default: <run_dir>/export.")
-  string("layer_sizes", ",".join(map(str, d.layer_sizes)),
-         "LSTM layer sizes, e.g. 100 or 64,64.")
-  integer("batch_size", d.batch_size, "Windows per batch.")
-  integer("num_steps", d.num_steps, "Total training steps.")
-  real("learning_rate", d.learning_rate, "Initial Adam learning rate (paper: "
-       "0.5, which does not train well; see the module docstring).")
-  integer("decay_steps", d.decay_steps, "Steps per learning-rate decay.")
-  real("decay_rate", d.decay_rate, "Staircase learning-rate decay factor.")
-  real("clip_norm", d.clip_norm, "Global gradient-norm clip.")
-  real("l2_weight", d.l2_weight,
-       "L2 penalty on the weight matrices (x sum ||W||^2 / 2).")
-  integer("num_masked_steps", d.num_masked_steps, "Leading prediction steps "
-          "of each sequence left out of the loss (paper 8; original 32).")
-  integer("window_length", d.window_length, "Predictions per training window "
-          "(a random crop of window_length + 1 tokens of a melody).")
-  integer("log_every", d.log_every, "Steps between log lines.")
-  integer("checkpoint_every", d.checkpoint_every,
-          "Steps between resumable checkpoints.")
-  integer("eval_every", d.eval_every,
-          "Steps between validation + <run_dir>/latest_export.")
-  integer("eval_batch_size", d.eval_batch_size, "Melodies per validation batch.")
-  real("max_wall_minutes", d.max_wall_minutes, "Stop (evaluate, export) after "
-       "this much training time; 0: no limit.")
-  integer("seed", d.seed, "Random seed.")
-  flags.DEFINE_enum("distribute", d.distribute, list(DISTRIBUTE_CHOICES),
-                    "tf.distribute strategy: auto (MirroredStrategy over 2+ "
-                    "visible GPUs, else one device), mirrored (requires 2+ "
-                    "devices), none (one device). --batch_size is the global "
-                    "batch, split over the replicas.", flag_values=fv)
+  flags.DEFINE_string("tfrecord_dir", None, "Melody TFRecords "
+                      "(data_pipeline). Default: the embedded corpus, built "
+                      "on first use.", flag_values=fv)
+  flags.DEFINE_string("run_dir", os.path.join("runs", "note_rnn"),
+                      "Checkpoints, TensorBoard logs, latest export; a run "
+                      "restarted with the same run_dir resumes.",
+                      flag_values=fv)
+  flags.DEFINE_string("output_dir", None, "Final export (note_rnn.save + "
+                      "provenance.json). Default: <run_dir>/export.",
+                      flag_values=fv)
+  configuration.define_flags(TrainConfig, fv)
   return fv
 
 
 def config_from_flags(flags_obj):
-  fields = {f.name for f in dataclasses.fields(TrainConfig)}
-  values = {name: flags_obj[name].value for name in fields
-            if name != "layer_sizes"}
-  values["layer_sizes"] = parse_layer_sizes(flags_obj.layer_sizes)
-  return TrainConfig(**values).validate()
+  """The TrainConfig of the flags given (defaults for the others)."""
+  return TrainConfig.from_settings(
+      configuration.given_flags(TrainConfig, flags_obj))
 
 
 def main(argv):

@@ -50,12 +50,13 @@ kill).
 """
 import dataclasses
 import math
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 from tf_agents.drivers import dynamic_step_driver
 
+from rl_tuner_tf import configuration
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import on_policy_tuning
@@ -68,173 +69,233 @@ from rl_tuner_tf.rewards import token_reading
 from rl_tuner_tf.rewards.music_theory import FIGURE2_R_MT
 
 
-class ConfigError(ValueError):
-  """A bad setting; ``name`` is the setting (and the train.py flag)."""
-
-  def __init__(self, name, message):
-    super().__init__(f"--{name}: {message}")
-    self.name = name
+ConfigError = configuration.ConfigError
+_setting = configuration.setting
 
 
-@dataclasses.dataclass
-class TuningConfig:
-  """Hyperparameters. Defaults are the paper's; the original code's values,
-  where they differ, are noted (reference section 3-5)."""
-  algorithm: str = "q"                # q | psi | g | rl_only | ppo | rloo
-  num_notes: int = 1_000_000          # notes composed (training steps)
-  c: float = 0.5                      # Eq. 3; original reward_scaler 0.1 = c 10
-  gamma: float = 0.5                  # original library default 0.95
-  learning_rate: float = 1e-3         # Adam's default, as the original
-  lr_multiplier: Optional[float] = None  # None: sqrt(minibatches_per_update)
-  target_update_rate: float = 0.01    # eta, per paper minibatch
-  minibatch_size: int = 32
-  train_every_n_notes: int = 5
-  minibatches_per_update: int = 1     # k paper minibatches per update; 1 = exact
-  replay_capacity: int = 100_000      # transitions (notes)
-  gradient_clip_norm: float = 5.0
-  exploration: str = "egreedy"        # egreedy | boltzmann
-  exploration_period: Optional[int] = None  # None: num_notes / 2 (500,000)
-  epsilon_start: float = 1.0
-  epsilon_end: float = 0.1
-  boltzmann_temperature: float = 1.0
-  num_compositions: int = 400         # B, composed in parallel
-  num_notes_in_melody: int = 32
-  random_note_max: int = 36           # original's 0..36 draw; 37 = all classes
-  terminal_discount: float = 1.0      # original: bootstraps through the end
-  seed: int = 0
-  # The original code's differences from the paper (reference section 9):
-  token_reading: str = "paper"        # rules read 0/1 as the paper; "magenta": swapped
-  g_updates_prior: bool = False       # G's target trains the Reward RNN (original)
-  boltzmann_store_argmax: bool = False  # Boltzmann: replay stores the argmax (original)
-  figure2_r_mt: str = "mean"          # Figure 2's r_MT: "mean" per note; "last_note" (original)
-  # On-policy tuners (ppo, rloo; on_policy_tuning.py), not from the paper:
-  # sensible defaults of their own literature (PPO, TRL's PPO / RLOO).
-  pg_num_compositions: int = 250      # B whole compositions per iteration
-  pg_learning_rate: float = 3e-4      # Adam
-  pg_epochs: int = 4                  # passes over each batch
-  pg_minibatches: int = 5             # Adam steps per pass
-  pg_clip: float = 0.2                # PPO's epsilon (PG-5), also RLOO's
-  gae_lambda: float = 0.95            # PPO's GAE lambda (PG-4)
-  rloo_k: int = 5                     # RLOO compositions per primer (PG-7)
+@dataclasses.dataclass(frozen=True)
+class OffPolicyConfig(configuration.Values):
+  """Q, Psi, G and RL-only (the paper's deep Q-learning, section 3)."""
+  learning_rate: float = _setting(
+      1e-3, "Adam learning rate for one paper-sized minibatch (Adam's "
+      "default, as the original).", check=configuration.positive)
+  lr_multiplier: Optional[float] = _setting(
+      None, "Learning-rate multiplier for merged updates (default "
+      "sqrt(minibatches_per_update)).",
+      check=configuration.optional(configuration.positive))
+  target_update_rate: float = _setting(
+      0.01, "Soft target update eta per paper minibatch.",
+      check=configuration.in_range(0, 1, open_low=True))
+  minibatch_size: int = _setting(32, "Transitions per paper minibatch.",
+                                 check=configuration.positive_int)
+  train_every_n_notes: int = _setting(
+      5, "One paper minibatch per this many notes.",
+      check=configuration.positive_int)
+  minibatches_per_update: int = _setting(
+      1, "Paper minibatches merged into one gradient update (1 = the "
+      "paper's exact schedule).", check=configuration.positive_int)
+  replay_capacity: int = _setting(100_000, "Replay memory size in "
+                                  "transitions.",
+                                  check=configuration.positive_int)
+  exploration: str = _setting("egreedy", "Exploration mode.",
+                              choices=exploration.MODES)
+  exploration_period: Optional[int] = _setting(
+      None, "Notes over which epsilon anneals (default num_notes/2).",
+      check=configuration.optional(configuration.positive_int))
+  epsilon_start: float = _setting(1.0, "Initial epsilon.",
+                                  check=configuration.in_range(0, 1))
+  epsilon_end: float = _setting(0.1, "Final epsilon.",
+                                check=configuration.in_range(0, 1))
+  boltzmann_temperature: float = _setting(
+      1.0, "Softmax temperature of Boltzmann exploration.",
+      check=configuration.positive)
+  num_compositions: int = _setting(400, "Compositions composed in parallel.",
+                                   check=configuration.positive_int)
+  g_updates_prior: bool = _setting(
+      False, "G-learning's target trains the Reward RNN (the prior), as the "
+      "original code did; the paper's prior is fixed.")
+  boltzmann_store_argmax: bool = _setting(
+      False, "With --exploration=boltzmann, store the argmax note in replay "
+      "while the sampled note is played (the original).")
 
-  @property
-  def on_policy(self):
-    return self.algorithm in melody_policy.ON_POLICY_ALGORITHMS
+  def _validate(self):
+    if self.boltzmann_store_argmax and self.exploration != "boltzmann":
+      raise ConfigError("boltzmann_store_argmax",
+                        "needs --exploration=boltzmann")
 
-  def notes_per_iteration(self):
-    """Notes one ``run`` iteration composes (train.py's period unit)."""
-    if self.on_policy:
-      return self.pg_num_compositions * self.num_notes_in_melody
-    return self.num_compositions
-
-  def schedule(self):
-    """One line: what an iteration does (train.py prints it)."""
-    if self.on_policy:
-      return (f"{self.pg_num_compositions} whole compositions "
-              f"({self.notes_per_iteration()} notes) per iteration, then "
-              f"{self.pg_epochs} epochs x {self.pg_minibatches} minibatches")
-    return (f"{self.num_compositions} compositions in parallel, "
-            f"{self.updates_per_iteration()} updates of "
-            f"{self.update_batch_size()} transitions per "
-            f"{self.num_compositions} notes")
-
-  def resolved_exploration_period(self):
-    if self.exploration_period is None:
-      return max(1, self.num_notes // 2)
-    return self.exploration_period
-
-  def resolved_lr_multiplier(self):
+  def resolved_lr_multiplier(self) -> float:
     if self.lr_multiplier is None:
       return math.sqrt(self.minibatches_per_update)
     return self.lr_multiplier
 
-  def updates_per_iteration(self):
+  def updates_per_iteration(self) -> int:
     return self.num_compositions // (self.train_every_n_notes *
                                      self.minibatches_per_update)
 
-  def update_batch_size(self):
+  def update_batch_size(self) -> int:
     return self.minibatch_size * self.minibatches_per_update
 
-  def validate(self):
-    """Raises ConfigError naming the first bad setting."""
-    def check(ok, name, message):
-      if not ok:
-        raise ConfigError(name, f"{message} (got {getattr(self, name)!r})")
-    check(self.algorithm in targets.ALGORITHMS, "algorithm",
-          f"must be one of {', '.join(targets.ALGORITHMS)}")
-    check(self.exploration in exploration.MODES, "exploration",
-          f"must be one of {', '.join(exploration.MODES)}")
-    check(self.token_reading in token_reading.READINGS, "token_reading",
-          f"must be one of {', '.join(token_reading.READINGS)}")
-    check(self.figure2_r_mt in FIGURE2_R_MT, "figure2_r_mt",
-          f"must be one of {', '.join(FIGURE2_R_MT)}")
-    check(not self.boltzmann_store_argmax or self.exploration == "boltzmann",
-          "boltzmann_store_argmax", "needs --exploration=boltzmann")
-    for name in ("num_notes", "minibatch_size", "train_every_n_notes",
-                 "minibatches_per_update", "replay_capacity",
-                 "num_compositions", "num_notes_in_melody"):
-      value = getattr(self, name)
-      check(isinstance(value, int) and value > 0, name,
-            "must be a positive integer")
-    for name in ("pg_num_compositions", "pg_epochs", "pg_minibatches",
-                 "rloo_k"):
-      value = getattr(self, name)
-      check(isinstance(value, int) and value > 0, name,
-            "must be a positive integer")
-    for name in ("c", "learning_rate", "boltzmann_temperature",
-                 "pg_learning_rate", "pg_clip"):
-      value = getattr(self, name)
-      check(math.isfinite(value) and value > 0, name, "must be > 0")
-    check(0.0 <= self.gamma <= 1.0, "gamma", "must be in [0, 1]")
-    check(0.0 < self.target_update_rate <= 1.0, "target_update_rate",
-          "must be in (0, 1]")
-    check(self.gradient_clip_norm >= 0, "gradient_clip_norm", "must be >= 0")
-    check(0.0 <= self.epsilon_start <= 1.0, "epsilon_start", "must be in [0, 1]")
-    check(0.0 <= self.epsilon_end <= 1.0, "epsilon_end", "must be in [0, 1]")
-    check(self.exploration_period is None or self.exploration_period > 0,
-          "exploration_period", "must be > 0")
-    check(self.lr_multiplier is None or self.lr_multiplier > 0,
-          "lr_multiplier", "must be > 0")
-    check(0 <= self.random_note_max <= 37, "random_note_max",
-          "must be in [0, 37]")
-    check(0.0 <= self.terminal_discount <= 1.0, "terminal_discount",
-          "must be in [0, 1]")
-    check(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", "must be in [0, 1]")
-    if self.on_policy:
-      self._validate_on_policy(check)
-      return
-    check(self.num_compositions % (self.train_every_n_notes *
-                                   self.minibatches_per_update) == 0,
-          "num_compositions",
-          f"must be a multiple of train_every_n_notes * minibatches_per_update"
-          f" = {self.train_every_n_notes * self.minibatches_per_update}, so "
-          "that every note's share of training is taken")
-    check(self.num_notes % self.num_compositions == 0, "num_notes",
-          f"must be a multiple of num_compositions ({self.num_compositions})")
-    check(self.replay_capacity >= 2 * self.num_compositions, "replay_capacity",
-          f"must hold at least two notes per composition "
-          f"({2 * self.num_compositions})")
 
-  def _validate_on_policy(self, check):
-    b = self.pg_num_compositions
-    check(b % self.pg_minibatches == 0, "pg_minibatches",
-          f"must divide pg_num_compositions ({b})")
-    if self.algorithm == "rloo":
-      check(self.rloo_k >= 2, "rloo_k", "must be >= 2 (a leave-one-out "
-            "baseline needs another sample)")
-      check(b % self.rloo_k == 0, "pg_num_compositions",
-            f"must be a multiple of rloo_k ({self.rloo_k})")
-    check(self.num_notes % self.notes_per_iteration() == 0, "num_notes",
-          f"must be a multiple of pg_num_compositions x num_notes_in_melody "
-          f"({self.notes_per_iteration()}): an iteration composes whole "
-          "compositions")
+@dataclasses.dataclass(frozen=True)
+class OnPolicyConfig(configuration.Values):
+  """What PPO and RLOO share (on_policy_tuning.py; not from the paper:
+  sensible defaults of their literature, PPO and TRL's PPO / RLOO)."""
+  PREFIX = "pg_"
+  num_compositions: int = _setting(
+      250, "ppo/rloo: whole compositions composed per iteration.",
+      check=configuration.positive_int)
+  learning_rate: float = _setting(3e-4, "ppo/rloo: Adam learning rate.",
+                                  check=configuration.positive)
+  epochs: int = _setting(4, "ppo/rloo: passes over each batch of "
+                         "compositions.", check=configuration.positive_int)
+  minibatches: int = _setting(5, "ppo/rloo: minibatches (Adam steps) per "
+                              "pass.", check=configuration.positive_int)
+  clip: float = _setting(0.2, "ppo/rloo: clip range epsilon of the "
+                         "probability ratio (PG-5).",
+                         check=configuration.positive)
+
+  def _validate(self):
+    if self.num_compositions % self.minibatches:
+      raise ConfigError("pg_minibatches", f"must divide pg_num_compositions "
+                        f"({self.num_compositions}) (got {self.minibatches})")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(configuration.Values):
+  """PPO's own settings."""
+  gae_lambda: float = _setting(0.95, "ppo: GAE lambda (PG-4).",
+                               check=configuration.in_range(0, 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class RLOOConfig(configuration.Values):
+  """RLOO's own settings."""
+  PREFIX = "rloo_"
+  k: int = _setting(5, "rloo: compositions per primer (leave-one-out "
+                    "baseline, PG-7).", check=configuration.positive_int)
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningConfig(configuration.Values):
+  """One tuning run. Defaults are the paper's; the original code's values,
+  where they differ, are noted (reference sections 3-5 and 9). Each leaf is a
+  setting of ``python -m rl_tuner_tf.train`` and a key of config.json."""
+  algorithm: str = _setting("q", "The algorithm: q, psi, g, rl_only "
+                            "(off-policy, the paper's), ppo, rloo "
+                            "(on-policy).", choices=targets.ALGORITHMS)
+  num_notes: int = _setting(1_000_000, "Notes composed (training steps).",
+                            check=configuration.positive_int)
+  c: float = _setting(0.5, "Eq. 3's c: r = log p(a|s) + r_MT/c (the "
+                      "original's reward_scaler 0.1 is c = 10).",
+                      check=configuration.positive)
+  gamma: float = _setting(0.5, "Discount (paper and original script 0.5; "
+                          "the original library default 0.95).",
+                          check=configuration.in_range(0, 1))
+  num_notes_in_melody: int = _setting(32, "Steps per composition.",
+                                      check=configuration.positive_int)
+  random_note_max: int = _setting(
+      36, "Random priming note drawn from 0..this (36 as the original; 37 "
+      "for every class).", check=configuration.in_range(0, 37))
+  terminal_discount: float = _setting(
+      1.0, "Discount at a composition's last note (1: bootstrap through it, "
+      "as the original).", check=configuration.in_range(0, 1))
+  seed: int = _setting(0, "Random seed (one run).")
+  token_reading: str = _setting(
+      "paper", "How the rules read tokens 0/1: paper (0 note-off, 1 "
+      "no-event, as the Note RNN was trained) or magenta (the original "
+      "code's swapped reading).", choices=token_reading.READINGS)
+  figure2_r_mt: str = _setting(
+      "mean", "Figure 2's r_MT: mean per note, or each melody's last note "
+      "(the original's evaluation).", choices=FIGURE2_R_MT)
+  gradient_clip_norm: float = _setting(
+      5.0, "Each gradient is clipped to this norm (0: off); every "
+      "algorithm.", check=configuration.non_negative)
+  reward_weights: Dict[str, float] = _setting(
+      default_factory=dict, help="Weights of r_MT's rules as rule=weight,... "
+      "(1 for a rule not named; rules: rewards.rule_names(), those of "
+      "--reward_modules included).")
+  reward_modules: Tuple[str, ...] = _setting(
+      default_factory=tuple, help="Python modules (dotted names or .py "
+      "files) whose import registers reward rules (rewards.register_reward);"
+      " r_MT sums them with the built-in rules.")
+  off_policy: OffPolicyConfig = _setting(default_factory=OffPolicyConfig)
+  pg: OnPolicyConfig = _setting(default_factory=OnPolicyConfig)
+  ppo: PPOConfig = _setting(default_factory=PPOConfig)
+  rloo: RLOOConfig = _setting(default_factory=RLOOConfig)
+
+  @classmethod
+  def of(cls, **settings):
+    """TuningConfig.of(algorithm="ppo", pg_epochs=2): from flat settings."""
+    return cls.from_settings(settings)
+
+  @property
+  def is_on_policy(self) -> bool:
+    return self.algorithm in melody_policy.ON_POLICY_ALGORITHMS
+
+  def notes_per_iteration(self) -> int:
+    """Notes one ``run`` iteration composes (the runner's period unit)."""
+    if self.is_on_policy:
+      return self.pg.num_compositions * self.num_notes_in_melody
+    return self.off_policy.num_compositions
+
+  def schedule(self) -> str:
+    """One line: what an iteration does (the runner prints it)."""
+    if self.is_on_policy:
+      return (f"{self.pg.num_compositions} whole compositions "
+              f"({self.notes_per_iteration()} notes) per iteration, then "
+              f"{self.pg.epochs} epochs x {self.pg.minibatches} minibatches")
+    off = self.off_policy
+    return (f"{off.num_compositions} compositions in parallel, "
+            f"{off.updates_per_iteration()} updates of "
+            f"{off.update_batch_size()} transitions per "
+            f"{off.num_compositions} notes")
+
+  def resolved_exploration_period(self) -> int:
+    if self.off_policy.exploration_period is None:
+      return max(1, self.num_notes // 2)
+    return self.off_policy.exploration_period
+
+  def _validate(self):
+    for rule, weight in self.reward_weights.items():
+      if not math.isfinite(weight):
+        raise ConfigError("reward_weights",
+                          f"{rule}'s weight must be finite (got {weight})")
+    if self.is_on_policy:
+      if self.algorithm == "rloo":
+        if self.rloo.k < 2:
+          raise ConfigError("rloo_k", "must be >= 2 (a leave-one-out "
+                            f"baseline needs another sample) (got "
+                            f"{self.rloo.k})")
+        if self.pg.num_compositions % self.rloo.k:
+          raise ConfigError("pg_num_compositions", f"must be a multiple of "
+                            f"rloo_k ({self.rloo.k}) (got "
+                            f"{self.pg.num_compositions})")
+      if self.num_notes % self.notes_per_iteration():
+        raise ConfigError(
+            "num_notes", "must be a multiple of pg_num_compositions x "
+            f"num_notes_in_melody ({self.notes_per_iteration()}): an "
+            f"iteration composes whole compositions (got {self.num_notes})")
+      return
+    off = self.off_policy
+    per = off.train_every_n_notes * off.minibatches_per_update
+    if off.num_compositions % per:
+      raise ConfigError(
+          "num_compositions", "must be a multiple of train_every_n_notes * "
+          f"minibatches_per_update = {per}, so that every note's share of "
+          f"training is taken (got {off.num_compositions})")
+    if self.num_notes % off.num_compositions:
+      raise ConfigError("num_notes", f"must be a multiple of num_compositions"
+                        f" ({off.num_compositions}) (got {self.num_notes})")
+    if off.replay_capacity < 2 * off.num_compositions:
+      raise ConfigError("replay_capacity", "must hold at least two notes per"
+                        f" composition ({2 * off.num_compositions}) (got "
+                        f"{off.replay_capacity})")
 
 
 def make_tuner(config, note_rnn_model, primer=None, reward_weights=None):
   """The tuner of ``config.algorithm``: Tuner (q, psi, g, rl_only) or
   on_policy_tuning.OnPolicyTuner (ppo, rloo); the same public surface."""
-  config.validate()
-  if config.on_policy:
+  if config.is_on_policy:
     return on_policy_tuning.OnPolicyTuner(config, note_rnn_model, primer,
                                           reward_weights)
   return Tuner(config, note_rnn_model, primer, reward_weights)
@@ -254,10 +315,10 @@ class Tuner(tuner_base.TunerBase):
     program for all of them; see _update_loop). False runs the same updates
     op by op, as before; the two differ only by floating-point rounding
     (measured in benchmarks/bench_compute_bound.py)."""
-    config.validate()
+    off = config.off_policy  # this tuner's own settings
     self.config = config
     tf.random.set_seed(config.seed)  # Keras' initializers, if any run
-    b = config.num_compositions
+    b = off.num_compositions
     self.q_network = tuner_base.copy_network(
         note_rnn_model, "q_network")
     self.target_q_network = tuner_base.copy_network(
@@ -266,7 +327,7 @@ class Tuner(tuner_base.TunerBase):
         note_rnn_model, "reward_rnn")
     self.reward_rnn.trainable = False
     # The original's G trains the prior through its target (reference 9).
-    trains_prior = config.g_updates_prior and config.algorithm == "g"
+    trains_prior = off.g_updates_prior and config.algorithm == "g"
     self.env = melody_environment.MelodyEnvironment(
         self.reward_rnn, b, c=config.c,
         include_log_p=targets.includes_log_p_in_reward(config.algorithm),
@@ -278,18 +339,18 @@ class Tuner(tuner_base.TunerBase):
     self.notes_composed = tf.Variable(0, dtype=tf.int64, trainable=False,
                                       name="notes_composed")
     self.epsilon = exploration.LinearEpsilon(
-        self.notes_composed, config.epsilon_start, config.epsilon_end,
+        self.notes_composed, off.epsilon_start, off.epsilon_end,
         config.resolved_exploration_period())
     self.optimizer = tf.keras.optimizers.Adam(
-        config.learning_rate * config.resolved_lr_multiplier())
+        off.learning_rate * off.resolved_lr_multiplier())
     self.agent = rl_tuner_agent.RLTunerAgent(
         self.env.time_step_spec(), self.env.action_spec(), self.q_network,
         self.target_q_network, config.algorithm, self.optimizer,
-        gamma=config.gamma, target_update_rate=config.target_update_rate,
-        target_updates_per_train=config.minibatches_per_update,
+        gamma=config.gamma, target_update_rate=off.target_update_rate,
+        target_updates_per_train=off.minibatches_per_update,
         gradient_clip_norm=config.gradient_clip_norm,
-        exploration_mode=config.exploration, epsilon=self.epsilon,
-        boltzmann_temperature=config.boltzmann_temperature,
+        exploration_mode=off.exploration, epsilon=self.epsilon,
+        boltzmann_temperature=off.boltzmann_temperature,
         random_note_max=config.random_note_max, primer=self.env.primer,
         seed=config.seed,
         train_step_counter=tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -298,7 +359,7 @@ class Tuner(tuner_base.TunerBase):
     self.optimizer.build(self.agent.trained_variables)
     self.agent.initialize()
     # Capacity counts notes; each composition also leaves one boundary item.
-    per_row = config.replay_capacity / b
+    per_row = off.replay_capacity / b
     per_row *= (config.num_notes_in_melody + 1) / config.num_notes_in_melody
     self.replay_buffer = replay_buffer.SeededUniformReplayBuffer(
         self.agent.collect_data_spec, batch_size=b,
@@ -341,7 +402,7 @@ class Tuner(tuner_base.TunerBase):
     """The replay observer: stores the trajectory; with
     boltzmann_store_argmax, with the policy's argmax as its action while the
     environment played the sampled note (the original's Boltzmann mode)."""
-    if self.config.boltzmann_store_argmax:
+    if self.config.off_policy.boltzmann_store_argmax:
       trajectory = trajectory.replace(
           action=trajectory.policy_info["greedy_action"])
     return self.replay_buffer.add_batch(trajectory)
@@ -349,7 +410,7 @@ class Tuner(tuner_base.TunerBase):
   # -- the compiled loop ----------------------------------------------------------
   def _build_sample_stash(self):
     """Variables holding one iteration's sampled minibatches, [U, batch, 2, ...]."""
-    cfg = self.config
+    cfg = self.config.off_policy
     outer = [cfg.updates_per_iteration(), cfg.update_batch_size(), 2]
     self._stash = tf.Module(name="sample_stash")
     self._stash.values = tf.nest.map_structure(
@@ -364,7 +425,7 @@ class Tuner(tuner_base.TunerBase):
     does not change while training), outside XLA, so the compiled and the
     op-by-op updates train on the same items.
     """
-    cfg = self.config
+    cfg = self.config.off_policy
     items = self.replay_buffer.sample_steps(
         self.replay_generator,
         [cfg.updates_per_iteration(), cfg.update_batch_size()], num_steps=2)
@@ -380,7 +441,7 @@ class Tuner(tuner_base.TunerBase):
     backward, target network, clipping, Adam and the soft target update of
     all U updates fused, with no per-op dispatch.
     """
-    cfg = self.config
+    cfg = self.config.off_policy
 
     def body(i):
       experience = tf.nest.map_structure(lambda v: v[i], self._stash.values)
@@ -408,7 +469,7 @@ class Tuner(tuner_base.TunerBase):
       return tf.constant(True)
 
   def _iteration(self):
-    b = self.config.num_compositions
+    b = self.config.off_policy.num_compositions
     time_step = self.env.current_time_step()
     state = tuple(v.value() for v in self._policy_state.values)
     _, state = self.driver.run(time_step, state)
@@ -422,7 +483,7 @@ class Tuner(tuner_base.TunerBase):
   # -- public ---------------------------------------------------------------------
   @property
   def notes_per_iteration(self):
-    return self.config.num_compositions
+    return self.config.off_policy.num_compositions
 
   def read_and_reset_stats(self):
     """Means since the last call: env stats, loss, Q(s,a), epsilon."""
@@ -435,7 +496,7 @@ class Tuner(tuner_base.TunerBase):
     self._stats.loss_sum.assign(0.0)
     self._stats.value_sum.assign(0.0)
     self._stats.loss_count.assign(0.0)
-    if self.config.exploration == "egreedy":
+    if self.config.off_policy.exploration == "egreedy":
       stats["epsilon"] = float(self.epsilon())
     return stats
 

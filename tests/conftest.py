@@ -21,3 +21,14 @@ def random_checkpoint(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("random_note_rnn"))
   note_rnn.save(note_rnn.NoteRNN(), directory)
   return directory
+
+
+def run_command(module, argv):
+  """Runs ``module.main`` (an entry point with ``define_flags(flag_values)``)
+  on its own FlagValues parsed from ``argv``: a command line in-process,
+  without the global absl FLAGS."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FlagValues()
+  module.define_flags(flag_values)
+  flag_values([module.__name__] + list(argv))
+  return module.main([module.__name__], flag_values)

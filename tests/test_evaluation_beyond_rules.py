@@ -232,9 +232,11 @@ def test_evaluation_writes_beyond_rules_files_and_report(corpus, tmp_path,
   from rl_tuner_tf.evaluation import pipeline  # pylint: disable=g-import-not-at-top
   out = str(tmp_path / "eval")
   messages = []
-  pipeline.run(note_rnn_checkpoint=random_checkpoint, output_dir=out,
-               num_melodies=400, batch_size=200, num_samples=0,
-               reference_tfrecord_dir=corpus, log=messages.append)
+  config = pipeline.EvaluationConfig(
+      note_rnn_checkpoint=random_checkpoint, output_dir=out,
+      num_melodies=400, batch_size=200, num_samples=0,
+      reference_tfrecord_dir=corpus)
+  pipeline.run(config, log=messages.append)
   with open(os.path.join(out, "note_rnn", "beyond_rules.json")) as f:
     metrics = json.load(f)
   with open(os.path.join(out, "beyond_rules_floor.json")) as f:
@@ -252,8 +254,6 @@ def test_evaluation_writes_beyond_rules_files_and_report(corpus, tmp_path,
   assert "Beyond the rules" in report
   # A second run reuses the measurements (same melodies, corpus and code).
   before = os.path.getmtime(os.path.join(out, "note_rnn", "beyond_rules.json"))
-  pipeline.run(note_rnn_checkpoint=random_checkpoint, output_dir=out,
-               num_melodies=400, batch_size=200, num_samples=0,
-               reference_tfrecord_dir=corpus, log=messages.append)
+  pipeline.run(config, log=messages.append)
   assert os.path.getmtime(os.path.join(
       out, "note_rnn", "beyond_rules.json")) == before

@@ -36,11 +36,11 @@ def run_dir(tmp_path_factory):
 
 
 def test_pipeline_run_dir(run_dir):
-  results, output_dir, report_path = pipeline.run(
+  config = pipeline.EvaluationConfig(
       note_rnn_checkpoint=str(run_dir / "note_rnn"),
       run_dir=str(run_dir / "run"), num_melodies=12, batch_size=5,
-      num_samples=1, log=lambda _: None,
-      beyond_rules=False)  # test_evaluation_beyond_rules.py
+      num_samples=1, beyond_rules=False)  # test_evaluation_beyond_rules.py
+  results, output_dir, report_path = pipeline.run(config, log=lambda _: None)
   assert list(results) == ["note_rnn", "q", "rl_only"]
   assert output_dir == str(run_dir / "run" / "evaluation")
   for model in results:
@@ -71,7 +71,8 @@ def test_rerun_reuses_only_what_is_unchanged(run_dir, tmp_path):
 
   def evaluate(**extra):
     messages = []
-    results = pipeline.run(log=messages.append, **{**kwargs, **extra})[0]
+    config = pipeline.EvaluationConfig(**{**kwargs, **extra})
+    results = pipeline.run(config, log=messages.append)[0]
     reused = {m.split(":")[0] for m in messages if "results reused" in m}
     return results, reused
 
@@ -102,14 +103,16 @@ def test_rerun_reuses_only_what_is_unchanged(run_dir, tmp_path):
 
 
 def test_bad_settings_fail_fast_naming_the_flag(tmp_path):
-  with pytest.raises(pipeline.SettingError, match="--num_melodies"):
-    pipeline.run(num_melodies=0)
-  with pytest.raises(pipeline.SettingError, match="--note_rnn_checkpoint"):
-    pipeline.run(note_rnn_checkpoint=str(tmp_path / "nope"))
-  with pytest.raises(pipeline.SettingError, match="--tuned_model_dirs"):
-    pipeline.run(note_rnn_checkpoint="", tuned_model_dirs=[str(tmp_path)])
-  with pytest.raises(pipeline.SettingError, match="--run_dir"):
-    pipeline.run(run_dir=str(tmp_path / "missing"))
+  with pytest.raises(pipeline.ConfigError, match="--num_melodies"):
+    pipeline.EvaluationConfig(num_melodies=0)
+  with pytest.raises(pipeline.ConfigError, match="--note_rnn_checkpoint"):
+    pipeline.run(pipeline.EvaluationConfig(
+        note_rnn_checkpoint=str(tmp_path / "nope")))
+  with pytest.raises(pipeline.ConfigError, match="--tuned_model_dirs"):
+    pipeline.run(pipeline.EvaluationConfig(
+        note_rnn_checkpoint="", tuned_model_dirs=[str(tmp_path)]))
+  with pytest.raises(pipeline.ConfigError, match="--run_dir"):
+    pipeline.run(pipeline.EvaluationConfig(run_dir=str(tmp_path / "missing")))
   assert not os.listdir(tmp_path)  # nothing written
 
 

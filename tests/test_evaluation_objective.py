@@ -57,8 +57,8 @@ def test_each_model_is_scored_at_its_runs_c(tmp_path):
   other = _tuned_dir(tmp_path / "other", 10.0)
   assert pipeline.objective_cs("ckpt", [a, other]) == [0.5, 2.0, 10.0]
   assert pipeline.objective_cs("ckpt", [a], objective_c=1.0) == [1.0, 1.0]
-  with pytest.raises(pipeline.SettingError, match="--objective_c"):
-    pipeline.run(tuned_model_dirs=[a], objective_c=-1.0)
+  with pytest.raises(pipeline.ConfigError, match="--objective_c"):
+    pipeline.EvaluationConfig(tuned_model_dirs=[a], objective_c=-1.0)
 
 
 def test_markdown_table_shows_the_objective_and_its_c():

@@ -4,7 +4,6 @@ import json
 import os
 
 from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 
@@ -19,12 +18,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(num_notes=400, num_compositions=40, replay_capacity=1000,
             exploration_period=400, figure2_melodies=10,
             figure2_every_notes=200)
-
-
-@pytest.fixture(scope="module")
-def flags_parsed():
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
 
 
 def test_expand_layout_names_only_what_varies(tmp_path):
@@ -79,16 +72,18 @@ def test_group_and_seed():
   assert seeds.group_and_seed("psi_seed1", {"kind": "psi"})[0] == "psi"
 
 
-def test_grid_runs_one_by_one_and_evaluates_over_seeds(flags_parsed,
-                                                      random_checkpoint,
+def test_grid_runs_one_by_one_and_evaluates_over_seeds(random_checkpoint,
                                                       tmp_path):
   out = str(tmp_path / "grid")
-  with flagsaver.flagsaver(note_rnn_checkpoint=random_checkpoint,
-                           report=False,
-                           output_dir=out, algorithm=["q"], c=["0.5", "2"],
-                           seeds=["0", "1"], **TINY):
-    specs = train.grid_specs(["q"], out)
-    train.main(["train"])
+  flag_values = flags.FlagValues()
+  train.define_flags(flag_values)
+  flag_values(["train", f"--note_rnn_checkpoint={random_checkpoint}",
+               "--report=false", f"--output_dir={out}", "--algorithm=q",
+               "--c=0.5,2", "--seeds=0,1"] +
+              [f"--{k}={v}" for k, v in TINY.items()])
+  _, _, dims = train.resolve(flag_values)
+  specs = train.grid_specs(dims, out, flag_values)
+  train.main(["train"], flag_values)
   assert len(specs) == 4 and all(s.is_done() for s in specs)
   with open(os.path.join(out, "c2-seed1", "q", "config.json")) as f:
     config = json.load(f)
@@ -104,10 +99,9 @@ def test_grid_runs_one_by_one_and_evaluates_over_seeds(flags_parsed,
   for x, y in zip(a.get_weights(), b.get_weights()):
     np.testing.assert_array_equal(x, y)
 
-  results, eval_dir, report_path = pipeline.run(
+  results, eval_dir, report_path = pipeline.run(pipeline.EvaluationConfig(
       note_rnn_checkpoint=random_checkpoint, run_dir=out, num_melodies=200,
-      batch_size=200, num_samples=0, log=lambda _: None,
-      beyond_rules=False)
+      batch_size=200, num_samples=0, beyond_rules=False), log=lambda _: None)
   assert sorted(results) == ["note_rnn", "q_c0.5-seed0", "q_c0.5-seed1",
                              "q_c2-seed0", "q_c2-seed1"]
   assert results["q_c2-seed1"]["run_settings"]["c"] == 2.0

@@ -123,3 +123,14 @@ def test_beam_worker_and_infrastructure_modules_import_no_tensorflow(module):
   out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
                        capture_output=True, text=True).stdout
   assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_absl_flags_are_read_only_by_command_line_modules():
+  """A module that names absl's FLAGS is a program (it has a __main__
+  block); the library takes configuration values."""
+  readers = []
+  for module, path in sorted(_modules().items()):
+    text = open(path, encoding="utf-8").read()
+    if "FLAGS" in text and 'if __name__ == "__main__"' not in text:
+      readers.append(module)
+  assert not readers, f"library modules reading absl FLAGS: {readers}"

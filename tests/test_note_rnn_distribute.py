@@ -40,7 +40,7 @@ def test_one_device_strategies_and_flag_errors():
   with pytest.raises(ValueError, match="--distribute=mirrored needs two or more"):
     tnr.make_strategy("mirrored")
   with pytest.raises(ValueError, match="--distribute"):
-    _tiny(distribute="gpus").validate()
+    _tiny(distribute="gpus")
 
 
 def test_default_strategy_step_is_todays_step(tmp_path):

@@ -2,8 +2,6 @@
 import json
 import os
 
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,8 +11,8 @@ from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf import on_policy_tuning
-from rl_tuner_tf import train
 from rl_tuner_tf import tuning
+from rl_tuner_tf import tuning_job
 from rl_tuner_tf.evaluation import generate
 from rl_tuner_tf.evaluation import objective
 
@@ -41,7 +39,7 @@ def _config(algorithm, iterations, **overrides):
                 rloo_k=4, pg_learning_rate=1e-2, seed=0)
   values.update(overrides)
   values["num_notes"] = iterations * values["pg_num_compositions"] * NOTES
-  return tuning.TuningConfig(**values)
+  return tuning.TuningConfig.of(**values)
 
 
 def _objective(kind, tuner):
@@ -96,43 +94,37 @@ def test_rloo_primes_k_compositions_alike():
 
 def test_on_policy_config_validation_names_the_setting():
   with pytest.raises(tuning.ConfigError, match="--pg_num_compositions"):
-    _config("rloo", 2, rloo_k=3).validate()
+    _config("rloo", 2, rloo_k=3)
   with pytest.raises(tuning.ConfigError, match="--rloo_k"):
-    _config("rloo", 2, rloo_k=1).validate()
+    _config("rloo", 2, rloo_k=1)
   with pytest.raises(tuning.ConfigError, match="--pg_minibatches"):
-    _config("ppo", 2, pg_minibatches=3).validate()
+    _config("ppo", 2, pg_minibatches=3)
   with pytest.raises(tuning.ConfigError, match="--pg_clip"):
-    _config("ppo", 2, pg_clip=0.0).validate()
+    _config("ppo", 2, pg_clip=0.0)
   with pytest.raises(tuning.ConfigError, match="--num_notes"):
-    tuning.TuningConfig(algorithm="ppo", num_notes=1000).validate()
+    tuning.TuningConfig.of(algorithm="ppo", num_notes=1000)
   # The default 1,000,000 notes are whole batches of compositions.
-  tuning.TuningConfig(algorithm="ppo").validate()
-  tuning.TuningConfig(algorithm="rloo").validate()
-  assert tuning.TuningConfig(algorithm="ppo").notes_per_iteration() == 8000
-  assert tuning.TuningConfig(algorithm="q").notes_per_iteration() == 400
+  tuning.TuningConfig.of(algorithm="ppo")
+  tuning.TuningConfig.of(algorithm="rloo")
+  assert tuning.TuningConfig.of(algorithm="ppo").notes_per_iteration() == 8000
+  assert tuning.TuningConfig.of(algorithm="q").notes_per_iteration() == 400
 
 
-@pytest.fixture(scope="module")
-def flags_parsed():
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
-
-
-def test_train_tunes_ppo_and_the_model_exports(flags_parsed, tmp_path):
+def test_train_tunes_ppo_and_the_model_exports(tmp_path):
   source = _note_rnn_loving_one_note()
   checkpoint = str(tmp_path / "note_rnn")
   note_rnn.save(source, checkpoint)
-  with flagsaver.flagsaver(num_notes=3 * 20 * NOTES, num_notes_in_melody=NOTES,
-                           pg_num_compositions=20, pg_minibatches=2,
-                           pg_epochs=1, figure2_melodies=10,
-                           log_every_notes=100, note_rnn_checkpoint=checkpoint):
-    # Periods are rounded up to whole iterations (160 notes).
-    every = train.periods(train.config_from_flags("ppo"))
-    assert every == {"log": 160, "checkpoint": 160, "figure2": 160}
-    lines = []
-    model_dir = train.tune("ppo", note_rnn.load(checkpoint),
-                           str(tmp_path / "run" / "ppo"), primer=None,
-                           log=lines.append)
+  config = tuning.TuningConfig.of(
+      algorithm="ppo", num_notes=3 * 20 * NOTES, num_notes_in_melody=NOTES,
+      pg_num_compositions=20, pg_minibatches=2, pg_epochs=1)
+  run = tuning_job.RunConfig(note_rnn_checkpoint=checkpoint,
+                             figure2_melodies=10, log_every_notes=100)
+  # Periods are rounded up to whole iterations (160 notes).
+  every = tuning_job.periods(config, run)
+  assert every == {"log": 160, "checkpoint": 160, "figure2": 160}
+  lines = []
+  model_dir = tuning_job.tune(config, run, str(tmp_path / "run" / "ppo"),
+                              log=lines.append)
   assert any("done: 480 notes, 6 updates" in l for l in lines), lines
   with open(os.path.join(tmp_path, "run", "ppo", "config.json")) as f:
     assert json.load(f)["pg_num_compositions"] == 20

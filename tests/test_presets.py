@@ -6,23 +6,23 @@ boltzmann_store_argmax (replay stores the argmax, the sampled note is played),
 figure2_r_mt (Figure 2's last-note r_MT); presets resolve to the documented
 values and flags given override them.
 """
-import dataclasses
 import json
 import os
 
 from absl import app
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_command
+from rl_tuner_tf import configuration
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf import presets
 from rl_tuner_tf import rewards
 from rl_tuner_tf import train
 from rl_tuner_tf import tuning
+from rl_tuner_tf import tuning_job
 from rl_tuner_tf.agents import rl_tuner_agent
 from rl_tuner_tf.evaluation import generate
 from rl_tuner_tf.evaluation import table1
@@ -30,12 +30,6 @@ from rl_tuner_tf.rewards import token_reading
 
 TINY = dict(num_notes=400, num_compositions=40, replay_capacity=1000,
             exploration_period=400)
-
-
-@pytest.fixture(scope="module")
-def flags_parsed():
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +97,8 @@ def test_environment_token_reading_changes_r_mt_only(source):
 @pytest.mark.parametrize("trains_prior", [True, False])
 def test_g_updates_prior_trains_the_reward_rnn_and_nothing_else(source,
                                                                  trains_prior):
-  config = tuning.TuningConfig(algorithm="g", g_updates_prior=trains_prior,
-                               seed=0, **TINY)
+  config = tuning.TuningConfig.of(algorithm="g", g_updates_prior=trains_prior,
+                                  seed=0, **TINY)
   tuner = tuning.Tuner(config, source)
   before = [v.numpy() for v in tuner.reward_rnn.variables]
   tuner.run(1)  # collection only: no update yet
@@ -143,9 +137,9 @@ def test_only_g_can_train_the_prior():
 @pytest.mark.parametrize("store_argmax", [True, False])
 def test_boltzmann_argmax_is_stored_while_the_sampled_note_is_played(
     source, store_argmax):
-  config = tuning.TuningConfig(algorithm="q", exploration="boltzmann",
-                               boltzmann_store_argmax=store_argmax, seed=0,
-                               **TINY)
+  config = tuning.TuningConfig.of(algorithm="q", exploration="boltzmann",
+                                  boltzmann_store_argmax=store_argmax, seed=0,
+                                  **TINY)
   tuner = tuning.Tuner(config, source)
   tuner.run(1)
   items = tuner.replay_buffer.gather_all()
@@ -161,7 +155,7 @@ def test_boltzmann_argmax_is_stored_while_the_sampled_note_is_played(
 
 def test_store_argmax_needs_boltzmann():
   with pytest.raises(tuning.ConfigError, match="--boltzmann_store_argmax"):
-    tuning.TuningConfig(boltzmann_store_argmax=True).validate()
+    tuning.TuningConfig.of(boltzmann_store_argmax=True)
 
 
 # -- Figure 2's r_MT ---------------------------------------------------------------------
@@ -179,56 +173,97 @@ def test_figure2_last_note_r_mt(source):
 
 
 # -- presets ----------------------------------------------------------------------------------
-def test_paper_preset_is_the_config_default():
-  defaults = tuning.TuningConfig()
-  for name, value in presets.PRESETS["paper"].items():
-    assert getattr(defaults, name) == value, name
-  assert defaults.minibatches_per_update == 1  # the paper's exact schedule
+def test_presets_are_files_of_every_setting_and_paper_is_the_default():
+  assert presets.names() == ("magenta", "paper")
+  names = set(tuning.TuningConfig.setting_names())
+  for name in presets.names():
+    with open(presets.path(name)) as f:
+      saved = json.load(f)
+    assert saved["preset"] == name
+    assert set(saved) - {"preset"} == names, name
+    tuning.TuningConfig.from_settings(presets.settings(name))  # valid
+  assert (tuning.TuningConfig.from_settings(presets.settings("paper")) ==
+          tuning.TuningConfig())
+  assert tuning.TuningConfig().off_policy.minibatches_per_update == 1
+  with pytest.raises(ValueError, match="paper"):
+    presets.path("nature")
 
 
-def test_presets_resolve_to_documented_values_and_flags_override(flags_parsed):
-  with flagsaver.flagsaver(preset="magenta"):
-    config = train.config_from_flags("g")
-  assert (config.c, config.gamma, config.exploration) == (10.0, 0.5,
-                                                          "boltzmann")
-  assert config.token_reading == "magenta" and config.g_updates_prior
-  assert config.boltzmann_store_argmax and config.figure2_r_mt == "last_note"
-  with flagsaver.flagsaver(preset="magenta", c=["2"], g_updates_prior=False):
-    config = train.config_from_flags("g")
-  assert config.c == 2.0 and not config.g_updates_prior
+def _resolved(argv):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FlagValues()
+  train.define_flags(flag_values)
+  flag_values(["train"] + argv)
+  preset, settings, dims = train.resolve(flag_values)
+  return preset, tuning.TuningConfig.from_settings(
+      {k: v for k, v in settings.items()
+       if k in tuning.TuningConfig.setting_names()}), dims
+
+
+def test_presets_resolve_to_documented_values_and_flags_override():
+  preset, config, dims = _resolved(["--preset=magenta", "--algorithm=g"])
+  assert preset == "magenta" and dims["algorithm"] == ["g"]
+  off = config.off_policy
+  assert (config.c, config.gamma, off.exploration) == (10.0, 0.5, "boltzmann")
+  assert config.token_reading == "magenta" and off.g_updates_prior
+  assert off.boltzmann_store_argmax and config.figure2_r_mt == "last_note"
+  _, config, dims = _resolved(["--preset=magenta", "--c=2",
+                               "--nog_updates_prior"])
+  assert dims["c"] == [2.0] and not config.off_policy.g_updates_prior
   assert config.token_reading == "magenta"  # the rest stays the preset's
-  with flagsaver.flagsaver():
-    assert train.config_from_flags("q") == tuning.TuningConfig(algorithm="q")
+  preset, config, dims = _resolved([])
+  assert preset == "paper" and config == tuning.TuningConfig()
+  assert dims == {"algorithm": ["q"], "c": [0.5], "gamma": [0.5], "seed": [0]}
+
+
+def test_config_file_reruns_a_saved_run_and_flags_override_it(tmp_path):
+  saved = dict(presets.settings("magenta"), algorithm="psi", c=3.0, seed=7,
+               pg_epochs=2, figure2_melodies=12, primer=None,
+               preset="magenta")
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(saved))
+  preset, config, dims = _resolved([f"--config={path}"])
+  assert preset == "magenta"
+  assert dims == {"algorithm": ["psi"], "c": [3.0], "gamma": [0.5],
+                  "seed": [7]}
+  assert config.pg.epochs == 2 and config.token_reading == "magenta"
+  _, config, dims = _resolved([f"--config={path}", "--preset=paper",
+                               "--seeds=1,2", "--pg_epochs=3"])
+  assert dims["seed"] == [1, 2] and config.pg.epochs == 3
+  assert config.token_reading == "magenta"  # the file's values stay
+  path.write_text(json.dumps(dict(saved, pg_epoch=2)))
+  with pytest.raises(configuration.ConfigError, match="--config.*pg_epoch"):
+    _resolved([f"--config={path}"])
 
 
 def _tiny_flags(checkpoint, **more):
-  values = dict(note_rnn_checkpoint=checkpoint, report=False,
+  values = dict(note_rnn_checkpoint=checkpoint, report="false",
                 figure2_melodies=10, **TINY)
   values.update(more)
-  return values
+  return [f"--{k}={v}" for k, v in values.items()]
 
 
 def test_config_json_records_the_preset_and_resume_refuses_another(
-    flags_parsed, checkpoint, tmp_path):
+    checkpoint, tmp_path):
   out = str(tmp_path / "run")
-  with flagsaver.flagsaver(**_tiny_flags(checkpoint, preset="magenta",
-                                         output_dir=out, algorithm=["q"])):
-    train.main(["train"])
+  run_command(train, _tiny_flags(checkpoint, preset="magenta",
+                                 output_dir=out, algorithm="q"))
   with open(os.path.join(out, "q", "config.json")) as f:
     recorded = json.load(f)
   assert recorded["preset"] == "magenta"
-  for name, value in presets.PRESETS["magenta"].items():
-    assert recorded[name] == value, name
-  fields = {f.name for f in dataclasses.fields(tuning.TuningConfig)}
-  assert fields - {"algorithm"} <= set(recorded)
-  with flagsaver.flagsaver(**_tiny_flags(checkpoint, preset="magenta",
-                                         exploration="egreedy",
-                                         boltzmann_store_argmax=False,
-                                         token_reading="magenta",
-                                         output_dir=out, algorithm=["q"])):
-    with pytest.raises(app.UsageError, match="preset|exploration"):
-      train.main(["train"])
-  with flagsaver.flagsaver(**_tiny_flags(checkpoint, preset="paper",
-                                         output_dir=out, algorithm=["q"])):
-    with pytest.raises(app.UsageError, match="--preset: was 'magenta'"):
-      train.main(["train"])
+  for name, value in presets.settings("magenta").items():
+    if name not in TINY and name != "algorithm":
+      assert recorded[name] == value, name
+  assert set(tuning.TuningConfig.setting_names()) <= set(recorded)
+  assert set(tuning_job.RunConfig.setting_names()) <= set(recorded)
+  # The same run again from its own config.json: nothing to redo.
+  run_command(train, [f"--config={os.path.join(out, 'q', 'config.json')}",
+                      f"--output_dir={out}", "--report=false"])
+  with pytest.raises(app.UsageError, match="exploration"):
+    run_command(train, _tiny_flags(checkpoint, preset="magenta",
+                                   exploration="egreedy",
+                                   boltzmann_store_argmax="false",
+                                   output_dir=out, algorithm="q"))
+  with pytest.raises(app.UsageError, match="--preset: was 'magenta'"):
+    run_command(train, _tiny_flags(checkpoint, preset="paper",
+                                   output_dir=out, algorithm="q"))

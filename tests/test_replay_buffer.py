@@ -73,7 +73,7 @@ def test_resumed_tuner_equals_the_uninterrupted_one(tmp_path, jit_compile):
   the same weights, bit for bit."""
   tf.keras.utils.set_random_seed(0)
   source = note_rnn.NoteRNN()
-  config = tuning.TuningConfig(
+  config = tuning.TuningConfig.of(
       algorithm="q", num_notes=400, num_compositions=40,
       minibatches_per_update=1, exploration_period=200, replay_capacity=1000,
       seed=3)
@@ -100,11 +100,11 @@ def test_checkpoint_from_before_the_saved_sampler_resumes_with_a_note(
     tmp_path):
   """Runs checkpointed before the replay generator was saved go on (with the
   sampler restarted from its seed); any other mismatch is still refused."""
-  from rl_tuner_tf import train  # pylint: disable=g-import-not-at-top
+  from rl_tuner_tf import tuning_job  # pylint: disable=g-import-not-at-top
   tf.keras.utils.set_random_seed(0)
-  config = tuning.TuningConfig(algorithm="q", num_notes=400,
-                               num_compositions=40, replay_capacity=1000,
-                               seed=3)
+  config = tuning.TuningConfig.of(algorithm="q", num_notes=400,
+                                  num_compositions=40, replay_capacity=1000,
+                                  seed=3)
   tuner = tuning.Tuner(config, note_rnn.NoteRNN())
   tuner.run(3)
   parts = ["q_network", "target_q_network", "reward_rnn", "optimizer",
@@ -123,9 +123,9 @@ def test_checkpoint_from_before_the_saved_sampler_resumes_with_a_note(
 
   resumed = tuning.Tuner(config, note_rnn.NoteRNN())
   messages = []
-  restored_into = train._checkpoint_for(resumed, old_path)  # pylint: disable=protected-access
+  restored_into = tuning_job._checkpoint_for(resumed, old_path)  # pylint: disable=protected-access
   assert restored_into is not resumed.checkpoint  # read once, without the sampler
-  train._check_restored(resumed, restored_into.restore(old_path),  # pylint: disable=protected-access
+  tuning_job._check_restored(resumed, restored_into.restore(old_path),  # pylint: disable=protected-access
                         old_path, messages.append, "q")
   assert "predates the saved replay sampler" in messages[0]
   assert resumed.num_notes_composed == tuner.num_notes_composed == 120
@@ -134,8 +134,8 @@ def test_checkpoint_from_before_the_saved_sampler_resumes_with_a_note(
   for path in (broken_path, old_broken_path):
     other = tuning.Tuner(config, note_rnn.NoteRNN())
     with pytest.raises(AssertionError):
-      train._check_restored(  # pylint: disable=protected-access
-          other, train._checkpoint_for(other, path).restore(path), path,  # pylint: disable=protected-access
+      tuning_job._check_restored(  # pylint: disable=protected-access
+          other, tuning_job._checkpoint_for(other, path).restore(path), path,  # pylint: disable=protected-access
           messages.append, "q")
   assert len(messages) == 1
   # Through the main job's resume path: one restore, into the chosen parts.
@@ -146,12 +146,12 @@ def test_checkpoint_from_before_the_saved_sampler_resumes_with_a_note(
   chosen = []
 
   def objects_for(prefix):
-    chosen.append(train._checkpoint_for(again, prefix))  # pylint: disable=protected-access
+    chosen.append(tuning_job._checkpoint_for(again, prefix))  # pylint: disable=protected-access
     return chosen[-1]
 
   assert checkpointing.restore_latest(
       again.checkpoint, directory, log=messages.append,
-      check=lambda status, prefix: train._check_restored(  # pylint: disable=protected-access
+      check=lambda status, prefix: tuning_job._check_restored(  # pylint: disable=protected-access
           again, status, prefix, messages.append, "q"),
       objects_for=objects_for)
   assert len(chosen) == 1 and chosen[0] is not again.checkpoint

@@ -7,25 +7,19 @@ import sys
 import time
 
 from absl import app
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_command
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf import train
 from rl_tuner_tf import tuner_base
 from rl_tuner_tf import tuning
+from rl_tuner_tf import tuning_job
 from rl_tuner_tf.evaluation import generate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def flags_parsed():
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
 
 
 def _note_rnn_loving_one_note():
@@ -43,7 +37,7 @@ def test_short_tuning_raises_music_theory_reward_and_is_deterministic():
   source = _note_rnn_loving_one_note()
   # 400 notes: 40 compositions x 10, the paper's schedule (one minibatch of
   # 32 every 5 notes), epsilon annealed over the run.
-  config = tuning.TuningConfig(
+  config = tuning.TuningConfig.of(
       algorithm="q", num_notes=400, num_compositions=40,
       minibatches_per_update=1, exploration_period=400, replay_capacity=1000,
       seed=0)
@@ -67,52 +61,58 @@ def test_short_tuning_raises_music_theory_reward_and_is_deterministic():
 
 def test_config_validation_names_the_setting():
   with pytest.raises(tuning.ConfigError, match="--c"):
-    tuning.TuningConfig(c=0.0).validate()
+    tuning.TuningConfig.of(c=0.0)
   with pytest.raises(tuning.ConfigError, match="--algorithm"):
-    tuning.TuningConfig(algorithm="sarsa").validate()
+    tuning.TuningConfig.of(algorithm="sarsa")
   with pytest.raises(tuning.ConfigError, match="--num_compositions"):
-    tuning.TuningConfig(num_compositions=33).validate()
+    tuning.TuningConfig.of(num_compositions=33)
   with pytest.raises(tuning.ConfigError, match="--num_notes"):
-    tuning.TuningConfig(num_notes=1010, num_compositions=40,
-                        minibatches_per_update=1).validate()
-  tuning.TuningConfig().validate()
+    tuning.TuningConfig.of(num_notes=1010, num_compositions=40,
+                           minibatches_per_update=1)
+  with pytest.raises(tuning.ConfigError, match="--pg_epochs"):
+    tuning.TuningConfig.of(pg_epochs=1.5)
+  with pytest.raises(tuning.ConfigError, match="--learning_rate"):
+    tuning.TuningConfig.of(learning_rate="fast")
+  with pytest.raises(tuning.ConfigError, match="--reward_weights"):
+    tuning.TuningConfig.of(reward_weights={"key": float("nan")})
+  with pytest.raises(tuning.ConfigError, match="unknown setting.*pg_epoch\\b"):
+    tuning.TuningConfig.of(pg_epoch=2)
+  assert tuning.TuningConfig.of() == tuning.TuningConfig()
 
 
 @pytest.mark.parametrize("flag,value", [
-    ("c", -1.0), ("gamma", 2.0), ("num_compositions", 33),
-    ("algorithm", ["q", "sarsa"]), ("note_rnn_checkpoint", "/nonexistent")])
-def test_bad_flag_fails_fast_naming_it(flags_parsed, random_checkpoint, flag,
-                                       value):
-  overrides = {"note_rnn_checkpoint": random_checkpoint, "report": False}
-  overrides[flag] = value
+    ("c", "-1.0"), ("gamma", "2.0"), ("num_compositions", "33"),
+    ("algorithm", "q,sarsa"), ("note_rnn_checkpoint", "/nonexistent"),
+    ("reward_weights", "key=2,no_such_rule=1"),
+    ("reward_modules", "no_such_module_xyz"), ("config", "/nonexistent.json")])
+def test_bad_flag_fails_fast_naming_it(random_checkpoint, flag, value):
+  argv = [f"--note_rnn_checkpoint={random_checkpoint}", "--report=false",
+          f"--{flag}={value}"]
   started = time.time()
-  with flagsaver.flagsaver(**overrides):
-    with pytest.raises(app.UsageError, match=f"--{flag}"):
-      train.main(["train"])
+  with pytest.raises(app.UsageError, match=f"--{flag}"):
+    run_command(train, argv)
   assert time.time() - started < 10
 
 
-@pytest.mark.parametrize("overrides,flag", [
-    ({"primer_corpus": True, "primer_melody": ["14", "1"]}, "primer_corpus"),
-    ({"primer_length": 8}, "primer_length"),
-    ({"primer_tfrecord_dir": "/tmp"}, "primer_tfrecord_dir"),
-    ({"primer_corpus": True, "primer_length": 0}, "primer_length"),
-    ({"primer_corpus": True, "primer_tfrecord_dir": "/nonexistent"},
-     "primer_tfrecord_dir")])
-def test_bad_primer_flags_fail_fast_naming_them(flags_parsed,
-                                                random_checkpoint, overrides,
-                                                flag):
+@pytest.mark.parametrize("argv,flag", [
+    (["--primer_corpus", "--primer_melody=14,1"], "primer_corpus"),
+    (["--primer_length=8"], "primer_length"),
+    (["--primer_tfrecord_dir=/tmp"], "primer_tfrecord_dir"),
+    (["--primer_corpus", "--primer_length=0"], "primer_length"),
+    (["--primer_corpus", "--primer_tfrecord_dir=/nonexistent"],
+     "primer_tfrecord_dir"),
+    (["--primer_melody=14,40"], "primer_melody")])
+def test_bad_primer_flags_fail_fast_naming_them(random_checkpoint, argv, flag):
   started = time.time()
-  with flagsaver.flagsaver(note_rnn_checkpoint=random_checkpoint,
-                           report=False, **overrides):
-    with pytest.raises(app.UsageError, match=f"--{flag}"):
-      train.main(["train"])
+  with pytest.raises(app.UsageError, match=f"--{flag}"):
+    run_command(train, [f"--note_rnn_checkpoint={random_checkpoint}",
+                        "--report=false"] + argv)
   assert time.time() - started < 10
 
 
 def test_primer_pool_primes_the_q_network_like_the_reward_rnn():
   pool = np.array([[14, 1, 16, 1], [3, 5, 7, 9], [20, 0, 22, 25]], np.int32)
-  config = tuning.TuningConfig(
+  config = tuning.TuningConfig.of(
       algorithm="q", num_notes=400, num_compositions=40, num_notes_in_melody=2,
       minibatches_per_update=1, replay_capacity=1000, seed=0)
   tuner = tuning.Tuner(config, _note_rnn_loving_one_note(), primer=pool)
@@ -135,17 +135,15 @@ def test_primer_pool_primes_the_q_network_like_the_reward_rnn():
       np.testing.assert_allclose(got[:, item], w, atol=1e-5)
 
 
-def test_nonfinite_loss_stops_with_a_clear_message(flags_parsed,
-                                                   random_checkpoint,
+def test_nonfinite_loss_stops_with_a_clear_message(random_checkpoint,
                                                    tmp_path):
   # c so small that r_MT / c overflows float32: the first loss is inf.
-  with flagsaver.flagsaver(c=1e-39, num_notes=400, num_compositions=40,
-                           minibatches_per_update=1, figure2_melodies=10,
-                           note_rnn_checkpoint=random_checkpoint):
-    source = note_rnn.load(random_checkpoint)
-    run_dir = str(tmp_path / "q")
-    with pytest.raises(train.NonFiniteLossError, match="loss became") as e:
-      train.tune("q", source, run_dir, primer=None, log=lambda _: None)
+  config = tuning.TuningConfig.of(c=1e-39, num_notes=400, num_compositions=40)
+  run = tuning_job.RunConfig(note_rnn_checkpoint=random_checkpoint,
+                             figure2_melodies=10)
+  run_dir = str(tmp_path / "q")
+  with pytest.raises(tuning_job.NonFiniteLossError, match="loss became") as e:
+    tuning_job.tune(config, run, run_dir, log=lambda _: None)
   # The first iteration only collects (no loss yet) and is checkpointed at
   # note 40; the second one's first loss is inf: no later checkpoint, no model.
   message = str(e.value)

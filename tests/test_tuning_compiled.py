@@ -51,7 +51,7 @@ def source():
 
 
 def _run(source, tuner_class, algorithm, **kwargs):
-  config = tuning.TuningConfig(
+  config = tuning.TuningConfig.of(
       algorithm=algorithm, num_notes=200, num_compositions=40,
       minibatches_per_update=1, exploration_period=200, replay_capacity=1000,
       seed=3)
@@ -99,7 +99,7 @@ def test_run_is_one_graph_without_host_callbacks_and_places_strictly(source):
   and every op can be placed where it asks with soft placement off (an op
   pinned to a device that cannot run it would fail here). The replay
   buffer's ops ask for 'cpu:*' (TF-Agents' default), see tuning.py."""
-  config = tuning.TuningConfig(
+  config = tuning.TuningConfig.of(
       algorithm="q", num_notes=200, num_compositions=40,
       exploration_period=200, replay_capacity=1000, seed=3)
   soft = tf.config.get_soft_device_placement()

@@ -18,16 +18,18 @@ Every model also gets the KL-regularised objective (objective.py) with its
 run's tuned models share; ``objective_c`` overrides both; else
 objective.DEFAULT_C.
 """
+import dataclasses
 import glob
 import hashlib
 import json
-import math
 import os
 import time
+from typing import Optional, Tuple
 
 
 from data_pipeline import atomic_files
 from data_pipeline import run_lock
+from rl_tuner_tf import configuration
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
 import numpy as np
@@ -43,8 +45,61 @@ from rl_tuner_tf.evaluation import table1
 from rl_tuner_tf.rewards import token_reading as reading_lib
 
 
-class SettingError(ValueError):
-  """A bad setting; the message names the command-line flag."""
+ConfigError = configuration.ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig(configuration.Values):
+  """What to evaluate and how (``python -m rl_tuner_tf.evaluate``'s flags)."""
+  note_rnn_checkpoint: str = configuration.setting(
+      note_rnn.SHIPPED_CHECKPOINT_DIR, "Note RNN checkpoint for the "
+      "'note_rnn' row; empty: no Note RNN row.")
+  tuned_model_dirs: Tuple[str, ...] = configuration.setting(
+      default_factory=tuple, help="Tuned models (written by "
+      "melody_policy.save_tuned): q, psi, g, rl_only, ppo or rloo.")
+  run_dir: Optional[str] = configuration.setting(
+      None, "A training run: evaluates every tuned model in it, writes to "
+      "<run_dir>/evaluation and the report to <run_dir>/report.html.")
+  output_dir: Optional[str] = configuration.setting(
+      None, "Where results go (default <run_dir>/evaluation, or "
+      "runs/evaluation).")
+  num_melodies: int = configuration.setting(
+      100000, "Melodies per model (paper: 100,000).",
+      check=configuration.positive_int)
+  seed: int = configuration.setting(0, "Seed of the melody sampler.")
+  batch_size: int = configuration.setting(
+      generate.DEFAULT_BATCH_SIZE, "Melodies sampled per graph call.",
+      check=configuration.positive_int)
+  num_notes: int = configuration.setting(
+      32, "Notes per melody.",
+      check=lambda v: None if v >= 8 else "must be >= 8")
+  num_samples: int = configuration.setting(
+      5, "MIDI / WAV / piano roll per model.",
+      check=lambda v: None if v >= 0 else "must be >= 0")
+  token_reading: Optional[str] = configuration.setting(
+      None, "How the statistics read tokens 0/1 (default: each tuned model's"
+      " run setting, and theirs for the Note RNN row).",
+      choices=reading_lib.READINGS)
+  prime_all_classes: bool = configuration.setting(
+      False, "Draw the primer note from all 38 classes (the original draws "
+      "0..36).")
+  objective_c: Optional[float] = configuration.setting(
+      None, "c of the KL-regularised objective E[sum r_MT/c + log p - log "
+      "pi] (default: each tuned model's run's c, the Note RNN the c they "
+      "share; else 0.5).",
+      check=configuration.optional(configuration.positive))
+  beyond_rules: bool = configuration.setting(
+      True, "Also measure every model against real held-out melodies with "
+      "metrics no reward optimises (beyond_rules.json / .md; "
+      "rl_tuner_tf/evaluation/beyond_rules.py).")
+  reference_tfrecord_dir: Optional[str] = configuration.setting(
+      None, "Corpus (TFRecords) whose validation melodies are the real "
+      "reference (default: the one the Note RNN's provenance names, else the"
+      " embedded corpus, built when missing).")
+  force: bool = configuration.setting(
+      False, "Sample and score every model again, even those whose results "
+      "in the output directory were computed from the same model files, "
+      "settings and statistics code (those are reused by default).")
 
 
 def find_tuned_models(run_dir):
@@ -55,18 +110,6 @@ def find_tuned_models(run_dir):
     found += glob.glob(os.path.join(run_dir, pattern,
                                     melody_policy.TUNED_CONFIG))
   return sorted({os.path.dirname(p) for p in found})
-
-
-def check_settings(num_melodies, batch_size, num_notes, num_samples,
-                   run_dir=None):
-  for name, value, minimum in (("num_melodies", num_melodies, 1),
-                               ("batch_size", batch_size, 1),
-                               ("num_notes", num_notes, 8),
-                               ("num_samples", num_samples, 0)):
-    if value < minimum:
-      raise SettingError(f"--{name} must be >= {minimum}, got {value}")
-  if run_dir is not None and not os.path.isdir(run_dir):
-    raise SettingError(f"--run_dir: {run_dir!r} is not a directory")
 
 
 def model_name(algorithm, model_dir, run_dir=None):
@@ -84,12 +127,12 @@ def load_models(note_rnn_checkpoint, tuned_model_dirs, run_dir=None):
   front; settings: the run's config from tuned.json ({} for the Note RNN)."""
   for model_dir in tuned_model_dirs:
     if not os.path.exists(os.path.join(model_dir, melody_policy.TUNED_CONFIG)):
-      raise SettingError(f"--tuned_model_dirs: {model_dir!r} is not a tuned "
-                         f"model ({melody_policy.TUNED_CONFIG} missing)")
+      raise ConfigError("tuned_model_dirs", f"{model_dir!r} is not a tuned "
+                        f"model ({melody_policy.TUNED_CONFIG} missing)")
   if note_rnn_checkpoint and not os.path.exists(
       os.path.join(note_rnn_checkpoint, note_rnn.CONFIG_FILENAME)):
-    raise SettingError(
-        f"--note_rnn_checkpoint: no Note RNN checkpoint in "
+    raise ConfigError(
+        "note_rnn_checkpoint", f"no Note RNN checkpoint in "
         f"{note_rnn_checkpoint!r} (pass --note_rnn_checkpoint= to skip the "
         "Note RNN row)")
   models = []
@@ -98,14 +141,14 @@ def load_models(note_rnn_checkpoint, tuned_model_dirs, run_dir=None):
       models.append(("note_rnn", "note_rnn", None,
                      note_rnn.load(note_rnn_checkpoint), {}))
     except note_rnn.CheckpointMismatchError as e:  # damaged files, too
-      raise SettingError(f"--note_rnn_checkpoint: {e}") from None
+      raise ConfigError("note_rnn_checkpoint", str(e)) from None
   names = {m[0] for m in models}
   for model_dir in tuned_model_dirs:
     try:
       algorithm, q_network, reward_rnn, tuned = melody_policy.load_tuned(
           model_dir)
     except note_rnn.CheckpointMismatchError as e:  # damaged files, too
-      raise SettingError(f"--tuned_model_dirs: {e}") from None
+      raise ConfigError("tuned_model_dirs", str(e)) from None
     name = model_name(algorithm, model_dir, run_dir)
     if name in names:
       name = f"{algorithm}_{os.path.basename(os.path.normpath(model_dir))}"
@@ -113,8 +156,8 @@ def load_models(note_rnn_checkpoint, tuned_model_dirs, run_dir=None):
     models.append((name, algorithm, q_network, reward_rnn,
                    tuned.get("config", {})))
   if not models:
-    raise SettingError("nothing to evaluate: give --note_rnn_checkpoint, "
-                       "--tuned_model_dirs or --run_dir")
+    raise ConfigError("note_rnn_checkpoint", "nothing to evaluate: give "
+                      "--note_rnn_checkpoint, --tuned_model_dirs or --run_dir")
   return models
 
 
@@ -123,9 +166,9 @@ def common_token_reading(models):
   same way); "paper" when there are none. Mixed readings are an error."""
   readings = {m[4].get("token_reading", "paper") for m in models if m[4]}
   if len(readings) > 1:
-    raise SettingError(f"the tuned models were trained with different token "
-                       f"readings {sorted(readings)}; evaluate them apart or "
-                       "give --token_reading")
+    raise ConfigError("token_reading", f"the tuned models were trained with "
+                      f"different token readings {sorted(readings)}; evaluate"
+                      " them apart or give --token_reading")
   return readings.pop() if readings else "paper"
 
 
@@ -379,53 +422,52 @@ def _realism_points(results, measured):
   return [(e["kind"], e["label"], e["r_mt"], e["metrics"]) for e in entries]
 
 
-def run(note_rnn_checkpoint=note_rnn.SHIPPED_CHECKPOINT_DIR,
-        tuned_model_dirs=(), run_dir=None, output_dir=None,
-        num_melodies=100000, seed=0, batch_size=generate.DEFAULT_BATCH_SIZE,
-        num_notes=32, num_samples=5, prime_all_classes=False,
-        token_reading=None, log=print, objective_c=None, force=False,
-        beyond_rules=True, reference_tfrecord_dir=None):
+def run(config: EvaluationConfig, log=print):
   """The whole job -> (results {model: stats}, output_dir, report path).
 
-  beyond_rules: also measure every model against real held-out melodies
-  (measure_beyond_rules), those of reference_tfrecord_dir; None: the corpus
-  the Note RNN was trained on (its provenance), else the embedded corpus,
-  built when missing.
+  config.beyond_rules: also measure every model against real held-out
+  melodies (measure_beyond_rules), those of reference_tfrecord_dir; None:
+  the corpus the Note RNN was trained on (its provenance), else the embedded
+  corpus, built when missing.
 
-  run_dir: a training run; when tuned_model_dirs is empty every tuned model
-  in it is evaluated, output_dir defaults to <run_dir>/evaluation and the
-  report (with the run's Figure 2) goes to <run_dir>/report.html.
-  force: sample every model again, even where results computed from the same
-  files and settings are already in output_dir.
+  config.run_dir: a training run; when tuned_model_dirs is empty every tuned
+  model in it is evaluated, output_dir defaults to <run_dir>/evaluation and
+  the report (with the run's Figure 2) goes to <run_dir>/report.html.
+  config.force: sample every model again, even where results computed from
+  the same files and settings are already in output_dir.
   """
-  check_settings(num_melodies, batch_size, num_notes, num_samples, run_dir)
-  if objective_c is not None and not (math.isfinite(objective_c) and
-                                      objective_c > 0):
-    raise SettingError(f"--objective_c must be > 0, got {objective_c}")
+  run_dir = config.run_dir
+  if run_dir is not None and not os.path.isdir(run_dir):
+    raise ConfigError("run_dir", f"{run_dir!r} is not a directory")
+  note_rnn_checkpoint = config.note_rnn_checkpoint
+  tuned_model_dirs = config.tuned_model_dirs
   tuned = list(tuned_model_dirs)
   if run_dir is not None and not tuned:
     tuned = find_tuned_models(run_dir)
-  output_dir = output_dir or (os.path.join(run_dir, "evaluation") if run_dir
-                              else os.path.join("runs", "evaluation"))
+  output_dir = config.output_dir or (
+      os.path.join(run_dir, "evaluation") if run_dir
+      else os.path.join("runs", "evaluation"))
   models = load_models(note_rnn_checkpoint, tuned, run_dir=run_dir)
   fingerprints = [model_fingerprint(d) for d in
                   ([note_rnn_checkpoint] if note_rnn_checkpoint else []) +
                   tuned]
   with run_lock.hold(output_dir, log=log):  # one evaluation per output_dir
     results = evaluate_models(
-        models, output_dir, num_melodies=num_melodies, seed=seed,
-        batch_size=batch_size, num_notes=num_notes, num_samples=num_samples,
-        prime_all_classes=prime_all_classes, token_reading=token_reading,
-        log=log,
-        objective_c=objective_cs(note_rnn_checkpoint, tuned, objective_c),
-        fingerprints=fingerprints, reuse=not force)
-    if beyond_rules:
-      reference_dir = (reference_tfrecord_dir or
+        models, output_dir, num_melodies=config.num_melodies,
+        seed=config.seed, batch_size=config.batch_size,
+        num_notes=config.num_notes, num_samples=config.num_samples,
+        prime_all_classes=config.prime_all_classes,
+        token_reading=config.token_reading, log=log,
+        objective_c=objective_cs(note_rnn_checkpoint, tuned,
+                                 config.objective_c),
+        fingerprints=fingerprints, reuse=not config.force)
+    if config.beyond_rules:
+      reference_dir = (config.reference_tfrecord_dir or
                        reference_lib.default_tfrecord_dir(note_rnn_checkpoint,
                                                           log=log))
       measure_beyond_rules(results, output_dir, reference_dir, models[0][3],
-                           num_notes=num_notes, seed=seed, log=log,
-                           reuse=not force)
+                           num_notes=config.num_notes, seed=config.seed,
+                           log=log, reuse=not config.force)
     report_path = report.write_report(run_dir or output_dir,
                                       eval_dir=output_dir)
   return results, output_dir, report_path

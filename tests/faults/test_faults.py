@@ -380,7 +380,7 @@ def test_broken_tuned_model_is_a_clear_error_for_evaluate_and_export(
         glob.glob(os.path.join(model, "reward_rnn", "*.data-*"))[0])
   else:
     os.remove(glob.glob(os.path.join(model, "q_network", "*.index"))[0])
-  with pytest.raises((pipeline.SettingError, FileNotFoundError)) as e:
+  with pytest.raises((pipeline.ConfigError, FileNotFoundError)) as e:
     pipeline.load_models(None, [model])
   assert model in str(e.value)
   base = str(tmp_path / "exports")
