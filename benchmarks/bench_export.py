@@ -27,13 +27,14 @@ import tensorflow as tf  # noqa: E402
 
 from export import melody_generator  # noqa: E402
 from export import exporter  # noqa: E402
+from rl_tuner_tf import algorithms  # noqa: E402
 from rl_tuner_tf import melody_policy  # noqa: E402
 from rl_tuner_tf.note_rnn import NoteRNN  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("tuned_model_dir", None, "A tuned model to export (default: "
                     "random LSTM-100 Q-network + Reward RNN, kind --kind).")
-flags.DEFINE_enum("kind", "g", melody_policy.ALGORITHMS,
+flags.DEFINE_enum("kind", "g", list(algorithms.names()),
                   "Algorithm of the random model (g has the most policy math).")
 flags.DEFINE_list("batch_sizes", ["1", "1024"], "Batch sizes to time.")
 flags.DEFINE_integer("num_steps", 32, "Melody length.")

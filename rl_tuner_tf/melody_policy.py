@@ -1,7 +1,8 @@
 """How each model turns network outputs into a distribution over the next note,
 and the on-disk layout of a tuned melody model.
 
-Policies (paper section 3 / reference section 4):
+Policies (paper section 3 / reference section 4; each algorithm's in
+algorithms.py):
   note_rnn : softmax(reward logits)                 -- the Note RNN alone
   q, rl_only: greedy argmax_a Q(s, a)     (Eq. 5);  sampled as softmax(Q)
   psi      : pi(a|s) = softmax(Psi(s, .)) (Eq. 12)
@@ -23,42 +24,34 @@ import tensorflow as tf
 
 from data_pipeline import atomic_files
 
+from rl_tuner_tf import algorithms
 from rl_tuner_tf import note_rnn
 
-OFF_POLICY_ALGORITHMS = ("q", "psi", "g", "rl_only")  # tuning.Tuner
-ON_POLICY_ALGORITHMS = ("ppo", "rloo")  # on_policy_tuning.OnPolicyTuner
-ALGORITHMS = OFF_POLICY_ALGORITHMS + ON_POLICY_ALGORITHMS
-MODEL_KINDS = ("note_rnn",) + ALGORITHMS
 TUNED_CONFIG = "tuned.json"
 
 
 def check_model_kind(kind):
-  """Raises ValueError unless ``kind`` is one of MODEL_KINDS."""
-  if kind not in MODEL_KINDS:
-    raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+  """Raises ValueError unless ``kind`` is the Note RNN or a registered
+  algorithm (algorithms.model_kinds())."""
+  if kind != algorithms.NOTE_RNN:
+    algorithms.get(kind)
 
 
 def check_algorithm(algorithm):
-  """Raises ValueError unless ``algorithm`` is one of ALGORITHMS (a tuned kind)."""
-  if algorithm not in ALGORITHMS:
-    raise ValueError(f"unknown algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+  """Raises ValueError unless ``algorithm`` is registered (a tuned kind)."""
+  algorithms.get(algorithm)
 
 
 def policy_logits(kind, action_values, reward_logits):
   """Unnormalised log-probabilities of the sampling policy, [B, 38].
 
-  kind: one of MODEL_KINDS. action_values: the Q/Psi/G network's outputs
-  (ignored for note_rnn). reward_logits: the Reward RNN's (Note RNN's) logits.
+  kind: "note_rnn" or a registered algorithm (its ``policy_logits``).
+  action_values: the Q/Psi/G network's outputs (ignored for note_rnn).
+  reward_logits: the Reward RNN's (Note RNN's) logits.
   """
-  if kind == "note_rnn":
+  if kind == algorithms.NOTE_RNN:
     return reward_logits
-  if kind in ("q", "rl_only", "psi"):  # Eq. 5 sampled / Eq. 12
-    return action_values
-  if kind in ON_POLICY_ALGORITHMS:  # the policy network's logits
-    return action_values
-  if kind == "g":  # Eq. 14: log p(a|s) + G(s, a)
-    return tf.nn.log_softmax(reward_logits, axis=-1) + action_values
-  raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+  return algorithms.get(kind).policy_logits(action_values, reward_logits)
 
 
 def greedy_actions(kind, action_values, reward_logits):

@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from data_pipeline import console
 from data_pipeline import run_lock
+from rl_tuner_tf import algorithms
 from rl_tuner_tf import checkpointing
 from rl_tuner_tf import configuration
 from rl_tuner_tf import grid
@@ -50,7 +51,6 @@ from rl_tuner_tf import note_rnn
 from rl_tuner_tf import presets
 from rl_tuner_tf import tuning
 from rl_tuner_tf import tuning_job
-from rl_tuner_tf.agents import targets
 
 ConfigError = configuration.ConfigError
 FLAGS = flags.FLAGS
@@ -141,10 +141,10 @@ def resolve(flag_values: flags.FlagValues = FLAGS
   if flag_values.algorithm is not None:
     dims["algorithm"] = [a.strip() for a in flag_values.algorithm
                          if a.strip()]
-    bad = [a for a in dims["algorithm"] if a not in targets.ALGORITHMS]
+    bad = [a for a in dims["algorithm"] if a not in algorithms.names()]
     if not dims["algorithm"] or bad:
       raise ConfigError("algorithm", "must be a comma-separated list of "
-                        f"{', '.join(targets.ALGORITHMS)} (got "
+                        f"{', '.join(algorithms.names())} (got "
                         f"{','.join(flag_values.algorithm)!r})")
   for name in ("c", "gamma"):
     if flag_values[name].value is not None:

@@ -56,15 +56,14 @@ from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 from tf_agents.drivers import dynamic_step_driver
 
+from rl_tuner_tf import algorithms
 from rl_tuner_tf import configuration
 from rl_tuner_tf import melody_environment
-from rl_tuner_tf import melody_policy
 from rl_tuner_tf import on_policy_tuning
 from rl_tuner_tf import tuner_base
 from rl_tuner_tf.agents import exploration
 from rl_tuner_tf.agents import replay_buffer
 from rl_tuner_tf.agents import rl_tuner_agent
-from rl_tuner_tf.agents import targets
 from rl_tuner_tf.rewards import token_reading
 from rl_tuner_tf.rewards.music_theory import FIGURE2_R_MT
 
@@ -182,7 +181,11 @@ class TuningConfig(configuration.Values):
   setting of ``python -m rl_tuner_tf.train`` and a key of config.json."""
   algorithm: str = _setting("q", "The algorithm: q, psi, g, rl_only "
                             "(off-policy, the paper's), ppo, rloo "
-                            "(on-policy).", choices=targets.ALGORITHMS)
+                            "(on-policy), or one registered in "
+                            "rl_tuner_tf/algorithms.py.",
+                            check=lambda name: None if name in
+                            algorithms.names() else "must be one of " +
+                            ", ".join(algorithms.names()))
   num_notes: int = _setting(1_000_000, "Notes composed (training steps).",
                             check=configuration.positive_int)
   c: float = _setting(0.5, "Eq. 3's c: r = log p(a|s) + r_MT/c (the "
@@ -230,7 +233,7 @@ class TuningConfig(configuration.Values):
 
   @property
   def is_on_policy(self) -> bool:
-    return self.algorithm in melody_policy.ON_POLICY_ALGORITHMS
+    return algorithms.get(self.algorithm).on_policy
 
   def notes_per_iteration(self) -> int:
     """Notes one ``run`` iteration composes (the runner's period unit)."""
@@ -327,10 +330,11 @@ class Tuner(tuner_base.TunerBase):
         note_rnn_model, "reward_rnn")
     self.reward_rnn.trainable = False
     # The original's G trains the prior through its target (reference 9).
-    trains_prior = off.g_updates_prior and config.algorithm == "g"
+    spec = algorithms.get(config.algorithm)
+    trains_prior = off.g_updates_prior and spec.target_reads_prior
     self.env = melody_environment.MelodyEnvironment(
         self.reward_rnn, b, c=config.c,
-        include_log_p=targets.includes_log_p_in_reward(config.algorithm),
+        include_log_p=spec.log_p_in_reward,
         num_notes_in_melody=config.num_notes_in_melody,
         random_note_max=config.random_note_max, primer=primer,
         reward_weights=reward_weights,

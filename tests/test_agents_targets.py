@@ -1,10 +1,12 @@
 """Targets of Eq. 4 / 11 / 13 against values computed by hand."""
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from rl_tuner_tf import algorithms
 from rl_tuner_tf.agents import targets
 
 # Two transitions, three actions.
@@ -46,24 +48,40 @@ def test_g_target_uses_normalised_log_p():
       rtol=1e-6)
 
 
-def test_dispatch_and_rl_only_is_q():
-  q = targets.bootstrapped_target("q", REWARD, DISCOUNT, GAMMA, NEXT_VALUES)
-  rl = targets.bootstrapped_target("rl_only", REWARD, DISCOUNT, GAMMA,
-                                   NEXT_VALUES)
-  np.testing.assert_array_equal(q, rl)
-  psi = targets.bootstrapped_target("psi", REWARD, DISCOUNT, GAMMA, NEXT_VALUES)
-  assert psi.numpy()[0] > q.numpy()[0]  # logsumexp > max
+def test_registry_dispatch_and_rl_only_is_q():
+  def target(name, logits=None):
+    return algorithms.get(name).target(REWARD, DISCOUNT, GAMMA, NEXT_VALUES,
+                                       logits)
+  np.testing.assert_array_equal(target("q"), target("rl_only"))
+  assert target("psi").numpy()[0] > target("q").numpy()[0]  # logsumexp > max
+  np.testing.assert_array_equal(
+      target("g", NEXT_LOGITS),
+      targets.g_target(REWARD, DISCOUNT, GAMMA, NEXT_VALUES, NEXT_LOGITS))
   with pytest.raises(ValueError, match="next_reward_logits"):
-    targets.bootstrapped_target("g", REWARD, DISCOUNT, GAMMA, NEXT_VALUES)
-  with pytest.raises(ValueError, match="unknown algorithm"):
-    targets.bootstrapped_target("sarsa", REWARD, DISCOUNT, GAMMA, NEXT_VALUES)
+    target("g")
+  with pytest.raises(ValueError, match="unknown algorithm 'sarsa'"):
+    algorithms.get("sarsa")
+  assert algorithms.get("ppo").target is None
+  assert algorithms.names() == ("q", "psi", "g", "rl_only", "ppo", "rloo")
 
 
 def test_which_algorithms_have_log_p_in_the_reward():
-  assert targets.includes_log_p_in_reward("q")
-  assert targets.includes_log_p_in_reward("psi")
-  assert not targets.includes_log_p_in_reward("g")
-  assert not targets.includes_log_p_in_reward("rl_only")
+  with_log_p = [n for n in algorithms.names()
+                if algorithms.get(n).log_p_in_reward]
+  assert with_log_p == ["q", "psi"]
+  assert [n for n in algorithms.names() if algorithms.get(n).greedy] == [
+      "q", "rl_only"]
+
+
+def test_an_algorithm_is_one_kind_and_its_name_is_new():
+  with pytest.raises(ValueError, match="needs a target"):
+    algorithms.Algorithm("x", on_policy=False, log_p_in_reward=False,
+                         policy_logits=lambda v, p: v)
+  with pytest.raises(ValueError, match="already registered"):
+    algorithms.register(algorithms.get("q"))
+  with pytest.raises(ValueError, match="already registered"):
+    algorithms.register(dataclasses.replace(algorithms.get("q"),
+                                            name="note_rnn"))
 
 
 def test_targets_work_in_a_graph():

@@ -141,3 +141,50 @@ def test_a_rule_module_given_as_a_file(tmp_path):
     rewards.unregister_reward("from_file")
   with pytest.raises(configuration.ConfigError, match="--reward_modules"):
     tuning_job.import_reward_modules((str(tmp_path / "missing.py"),), {})
+
+
+def _expected_sarsa_target(reward, discount, gamma, next_values,
+                           next_prior_logits):
+  """y = r + gamma sum_a' softmax(Q-(s', .))_a' Q-(s', a'): expected SARSA
+  under the softmax policy, an algorithm the library does not ship."""
+  del next_prior_logits
+  probs = tf.nn.softmax(next_values, axis=-1)
+  return reward + gamma * discount * tf.reduce_sum(probs * next_values, -1)
+
+
+@pytest.fixture
+def expected_sarsa():
+  from rl_tuner_tf import algorithms  # pylint: disable=g-import-not-at-top
+  algorithm = algorithms.register(algorithms.Algorithm(
+      "expected_sarsa", on_policy=False, log_p_in_reward=True,
+      policy_logits=lambda values, prior_logits: values,
+      target=_expected_sarsa_target))
+  yield algorithm.name
+  algorithms.unregister(algorithm.name)
+
+
+def test_a_new_algorithm_registered_here_trains_evaluates_and_exports(
+    random_checkpoint, tmp_path, expected_sarsa):
+  run_dir = tmp_path / "run"
+  config = tuning.TuningConfig.of(algorithm=expected_sarsa, **TINY)
+  run = tuning_job.RunConfig(note_rnn_checkpoint=random_checkpoint,
+                             figure2_melodies=10)
+  model_dir = tuning_job.tune(config, run, str(run_dir / expected_sarsa),
+                              log=lambda _: None)
+  results, _, _ = pipeline.run(pipeline.EvaluationConfig(
+      run_dir=str(run_dir), note_rnn_checkpoint=random_checkpoint,
+      num_melodies=100, batch_size=100, num_samples=0, beyond_rules=False),
+      log=lambda _: None)
+  assert results[expected_sarsa]["kind"] == expected_sarsa
+  assert results[expected_sarsa]["num_melodies"] == 100
+  exported = exporter.export_all(str(tmp_path / "exports" / "melody"),
+                                 tuned_model_dir=model_dir, max_steps=16,
+                                 max_batch=4)
+  loaded = tf.saved_model.load(exported["serving"][1])
+  out = loaded.signatures["generate"](
+      primer=tf.constant([[14, 16]], tf.int32),
+      num_steps=tf.constant(8, tf.int32),
+      temperature=tf.constant(1.0, tf.float32),
+      seed=tf.constant(1, tf.int64))
+  assert out["tokens"].numpy().shape == (1, 8)
+  assert os.path.isdir(exported["tfagents_policy"][1])

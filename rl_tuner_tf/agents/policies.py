@@ -27,15 +27,14 @@ import tensorflow_probability as tfp
 from tf_agents.policies import tf_policy
 from tf_agents.trajectories import policy_step
 
+from rl_tuner_tf import algorithms
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
 
-SAMPLED_KINDS = ("psi", "g", "ppo", "rloo")
-
-
 def default_greedy(kind):
-  """Q and RL-only act greedily (Eq. 5); Psi and G sample (Eq. 12 / 14)."""
-  return kind not in SAMPLED_KINDS
+  """Q and RL-only act greedily (Eq. 5); Psi and G sample (Eq. 12 / 14):
+  each algorithm's ``greedy`` (algorithms.py)."""
+  return algorithms.get(kind).greedy
 
 
 class MelodyPolicy(tf_policy.TFPolicy):

@@ -11,8 +11,8 @@ TF-Agents' DqnAgent) and takes one gradient step:
   state s' = (a, Q-network LSTM state after the step, as collected)  [item 1]
              -- the original's quirk: the *target* network is run from the
              Q-network's stored next LSTM state.
-  y = targets.bootstrapped_target(algorithm, r, d, gamma, Q-(s', .), ...)
-      (Eq. 4 / 11 / 13; see targets.py)
+  y = algorithms.get(algorithm).target(r, d, gamma, Q-(s', .), ...)
+      (Eq. 4 / 11 / 13; see targets.py, algorithms.py)
   loss = mean over valid transitions of (y - Q(s, a))^2
   each gradient clipped to norm 5, Adam, then the target network moves
   toward the Q-network: theta- <- theta- - eta (theta- - theta) (the
@@ -38,9 +38,8 @@ from tf_agents.utils import common
 
 from rl_tuner_tf.agents import exploration
 from rl_tuner_tf.agents import policies
-from rl_tuner_tf.agents import targets
+from rl_tuner_tf import algorithms
 from rl_tuner_tf.agents import update_step
-from rl_tuner_tf import melody_policy
 
 
 class RLTunerAgent(tf_agent.TFAgent):
@@ -53,10 +52,10 @@ class RLTunerAgent(tf_agent.TFAgent):
                boltzmann_temperature=1.0, random_note_max=36, primer=None,
                seed=0, train_step_counter=None, prior_network=None,
                name="rl_tuner_agent"):
-    melody_policy.check_algorithm(algorithm)
-    if algorithm not in melody_policy.OFF_POLICY_ALGORITHMS:
-      raise ValueError(f"RLTunerAgent trains {melody_policy.OFF_POLICY_ALGORITHMS}"
-                       f", not {algorithm!r} (see on_policy_tuning.py)")
+    spec = algorithms.get(algorithm)
+    if spec.on_policy:
+      raise ValueError(f"RLTunerAgent trains off-policy algorithms, not "
+                       f"{algorithm!r} (see on_policy_tuning.py)")
     if exploration_mode not in exploration.MODES:
       raise ValueError(f"unknown exploration {exploration_mode!r}; expected "
                        f"one of {exploration.MODES}")
@@ -65,7 +64,7 @@ class RLTunerAgent(tf_agent.TFAgent):
     if not 0.0 < target_update_rate <= 1.0:
       raise ValueError(f"target_update_rate must be in (0, 1], got "
                        f"{target_update_rate}")
-    if prior_network is not None and algorithm != "g":
+    if prior_network is not None and not spec.target_reads_prior:
       raise ValueError("prior_network (training the prior) is G-learning's "
                        f"alone, not {algorithm!r}'s")
     tf.Module.__init__(self, name=name)
@@ -73,6 +72,7 @@ class RLTunerAgent(tf_agent.TFAgent):
     self._q_network = q_network
     self._target_q_network = target_q_network
     self._algorithm = algorithm
+    self._target = spec.target
     self._optimizer = optimizer
     self._gamma = float(gamma)
     # k updates of rate eta in a row move the target by 1 - (1 - eta)^k.
@@ -146,10 +146,9 @@ class RLTunerAgent(tf_agent.TFAgent):
           second.observation["note"], second.observation["reward_state"])
     else:
       next_reward_logits = tf.stop_gradient(next_reward_logits)
-    # Eq. 4 (q, rl_only) / Eq. 11 (psi) / Eq. 13 (g): see targets.py.
-    target = targets.bootstrapped_target(
-        self._algorithm, first.reward, first.discount, self._gamma,
-        tf.stop_gradient(next_values), next_reward_logits)
+    # Eq. 4 (q, rl_only) / Eq. 11 (psi) / Eq. 13 (g): algorithms.py.
+    target = self._target(first.reward, first.discount, self._gamma,
+                          tf.stop_gradient(next_values), next_reward_logits)
     td_error = target - chosen
     count = tf.maximum(tf.reduce_sum(valid), 1.0)
     loss = tf.reduce_sum(valid * tf.square(td_error)) / count

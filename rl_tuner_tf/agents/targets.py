@@ -11,12 +11,12 @@ terminal step), multiplied by gamma.
   psi        log p(a|s) + r_MT(a,s)/c  (Eq. 3)  r + gamma logsumexp_a' Psi-(s',a') (Eq. 11)
   g          r_MT(a,s)/c                         r + gamma logsumexp_a' (log p(a'|s') + G-(s',a'))  (Eq. 13)
   rl_only    r_MT(a,s)/c                         as q                              (Eq. 4)
+
+Which algorithm uses which target, and its reward: rl_tuner_tf/algorithms.py.
 """
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
-from rl_tuner_tf.melody_policy import ALGORITHMS
-from rl_tuner_tf.melody_policy import check_algorithm
 
 
 def q_target(reward, discount, gamma, next_target_values):
@@ -39,26 +39,3 @@ def g_target(reward, discount, gamma, next_target_values, next_reward_logits):
   next_log_p = tf.nn.log_softmax(next_reward_logits, axis=-1)
   return reward + gamma * discount * tf.reduce_logsumexp(
       next_log_p + next_target_values, axis=-1)
-
-
-def bootstrapped_target(algorithm, reward, discount, gamma, next_target_values,
-                        next_reward_logits=None):
-  """Dispatches on ``algorithm`` (one of ALGORITHMS)."""
-  if algorithm in ("q", "rl_only"):
-    return q_target(reward, discount, gamma, next_target_values)
-  if algorithm == "psi":
-    return psi_target(reward, discount, gamma, next_target_values)
-  if algorithm == "g":
-    if next_reward_logits is None:
-      raise ValueError("the G-learning target needs next_reward_logits")
-    return g_target(reward, discount, gamma, next_target_values,
-                    next_reward_logits)
-  check_algorithm(algorithm)  # raises: not one of ALGORITHMS
-  raise ValueError(f"{algorithm!r} is an on-policy tuner: it has no "
-                   "bootstrapped target (see agents/policy_gradient.py)")
-
-
-def includes_log_p_in_reward(algorithm):
-  """Eq. 3's log p(a|s) is in the reward for q and psi, not for g / rl_only."""
-  check_algorithm(algorithm)
-  return algorithm in ("q", "psi")
