@@ -42,7 +42,6 @@ import math
 import os
 import shlex
 import shutil
-import signal
 import sys
 import time
 from typing import Tuple
@@ -56,6 +55,7 @@ from data_pipeline import run_lock
 from rl_tuner_tf import checkpointing
 from rl_tuner_tf import configuration
 from rl_tuner_tf import note_rnn
+from rl_tuner_tf import runner
 
 PROVENANCE_FILENAME = "provenance.json"
 TRAIN_CONFIG_FILENAME = "train_config.json"
@@ -63,8 +63,7 @@ EVAL_BUCKETS = (64, 128, 256, 512, 1024)
 DISTRIBUTE_CHOICES = ("auto", "mirrored", "none")
 
 
-class NonFiniteLossError(RuntimeError):
-  """The training loss became NaN or infinite."""
+NonFiniteLossError = runner.NonFiniteLossError
 
 
 _setting = configuration.setting
@@ -390,13 +389,6 @@ class NoteRNNTrainer:
             "melodies": melodies, "scored_steps": int(count)}
 
 
-def _format_duration(seconds):
-  seconds = int(max(seconds, 0))
-  h, rest = divmod(seconds, 3600)
-  m, s = divmod(rest, 60)
-  return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
 def _provenance(trainer, tfrecord_dir, command, metrics, stop_reason):
   config = trainer.config
   return {
@@ -480,122 +472,153 @@ def _train_locked(config, tfrecord_dir, run_dir, output_dir, command, log,
                   strategy):
   tf.random.set_seed(config.seed)
   trainer = NoteRNNTrainer(config, run_dir, strategy)
-  start_step = trainer.restore_or_initialize(log)
-  val_ds = eval_dataset(tfrecord_dir, config.eval_batch_size)
-  train_iter = iter(trainer.distribute(train_dataset(tfrecord_dir, config)))
-  writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
-  latest_export = os.path.join(run_dir, "latest_export")
+  job = _TrainingJob(trainer, tfrecord_dir, run_dir, output_dir, command, log)
+  return runner.Runner(job).run()
 
-  stop = {"signal": None}
 
-  def on_signal(signum, _):
-    stop["signal"] = signum
-  previous = {}
-  for s in (signal.SIGTERM, signal.SIGINT):  # stop cleanly: checkpoint, export
-    try:
-      previous[s] = signal.signal(s, on_signal)
-    except ValueError:  # not the main thread: no signal handling
-      pass
+class _TrainingJob:
+  """The Note RNN's training as the runner's job: units are steps; periods
+  log, checkpoint and eval (validation + <run_dir>/latest_export); a signal
+  or --max_wall_minutes stops it cleanly (checkpoint, final evaluation,
+  export)."""
+  stop_on_signals = True
 
-  replicas = trainer.strategy.num_replicas_in_sync
-  log(f"Training Note RNN {list(config.layer_sizes)} on {tfrecord_dir}: "
-      f"steps {start_step} -> {config.num_steps}, batch {config.batch_size}"
-      f"{f' over {replicas} replicas' if replicas > 1 else ''}, "
-      f"window {config.window_length + 1} tokens, lr {config.learning_rate} "
-      f"x{config.decay_rate}/{config.decay_steps} steps.")
-  pending = []  # per-step loss tensors since the last log (no per-step sync)
-  step = start_step
-  t_session = time.time()
-  t_interval, step_interval = time.time(), step
-  elapsed_before = float(trainer.elapsed_s.numpy())
-  stop_reason = "num_steps reached"
-  metrics = None
+  def __init__(self, trainer, tfrecord_dir, run_dir, output_dir, command,
+               log):
+    config = trainer.config
+    self.trainer, self.config = trainer, config
+    self.tfrecord_dir, self.run_dir, self.output_dir = (tfrecord_dir, run_dir,
+                                                        output_dir)
+    self.command, self.log = command, log
+    self.total = config.num_steps
+    self.periods = {"log": config.log_every,
+                    "checkpoint": config.checkpoint_every,
+                    "eval": config.eval_every}
+    self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
+    self.latest_export = os.path.join(run_dir, "latest_export")
+    self.pending = []  # per-step loss tensors since the last check
 
-  def sync_elapsed():
-    trainer.elapsed_s.assign(elapsed_before + time.time() - t_session)
+  def restore(self) -> int:
+    trainer, config = self.trainer, self.config
+    self.step = trainer.restore_or_initialize(self.log)
+    self.val_ds = eval_dataset(self.tfrecord_dir, config.eval_batch_size)
+    self.train_iter = iter(trainer.distribute(
+        train_dataset(self.tfrecord_dir, config)))
+    replicas = trainer.strategy.num_replicas_in_sync
+    self.log(f"Training Note RNN {list(config.layer_sizes)} on "
+             f"{self.tfrecord_dir}: steps {self.step} -> {config.num_steps}, "
+             f"batch {config.batch_size}"
+             f"{f' over {replicas} replicas' if replicas > 1 else ''}, window "
+             f"{config.window_length + 1} tokens, lr {config.learning_rate} "
+             f"x{config.decay_rate}/{config.decay_steps} steps.")
+    self.t_session = time.time()
+    self.t_interval, self.step_interval = time.time(), self.step
+    self.elapsed_before = float(trainer.elapsed_s.numpy())
+    return self.step
 
-  def check_losses():
-    if not pending:
-      return None
-    mean = float(tf.reduce_mean(tf.stack(pending)))
-    pending.clear()
-    if not math.isfinite(mean):
-      raise NonFiniteLossError(
-          f"Training loss became {mean} before step {step} (learning rate "
-          f"{float(trainer.schedule(step - 1)):.3g}). Stopped; nothing "
-          f"exported. Checkpoints before the failure: {run_dir}/ckpt. Lower "
-          "--learning_rate or --clip_norm.")
-    return mean
-
-  def evaluate_and_export():
-    m = trainer.evaluate(val_ds)
-    with writer.as_default(step=step):
-      tf.summary.scalar("validation/accuracy", m["accuracy"])
-      tf.summary.scalar("validation/log_perplexity", m["log_perplexity"])
-    log(f"  step {step}: validation accuracy {m['accuracy']:.4f}, "
-        f"log-perplexity {m['log_perplexity']:.4f} ({m['melodies']} melodies, "
-        f"{m['scored_steps']} scored steps)")
-    sync_elapsed()
-    export(trainer, latest_export,
-           _provenance(trainer, tfrecord_dir, command, m, "in progress"))
-    return m
-
-  try:
-    while step < config.num_steps:
-      tokens, lengths = next(train_iter)
-      pending.append(trainer._train_step(tokens, lengths))  # pylint: disable=protected-access
-      step += 1
-      if step % config.log_every == 0 or step == config.num_steps:
-        loss = check_losses()
-        now = time.time()
-        rate = (step - step_interval) / max(now - t_interval, 1e-9)
-        t_interval, step_interval = now, step
-        eta = (config.num_steps - step) / max(rate, 1e-9)
-        lr = float(trainer.schedule(step - 1))
-        log(f"step {step}/{config.num_steps} loss {loss:.4f} lr {lr:.3g} "
-            f"{rate:.1f} steps/s ETA {_format_duration(eta)}")
-        with writer.as_default(step=step):
-          tf.summary.scalar("train/loss", loss)
-          tf.summary.scalar("train/learning_rate", lr)
-          tf.summary.scalar("train/steps_per_second", rate)
-      if step % config.checkpoint_every == 0:
-        check_losses()
-        sync_elapsed()
-        trainer.save_checkpoint()
-      if step % config.eval_every == 0 and step < config.num_steps:
-        check_losses()
-        metrics = evaluate_and_export()
-      wall_minutes = (elapsed_before + time.time() - t_session) / 60
-      if config.max_wall_minutes and wall_minutes >= config.max_wall_minutes:
-        stop_reason = (f"--max_wall_minutes={config.max_wall_minutes} reached "
-                       f"at step {step}")
+  def advance(self, stop: int, should_stop) -> int:
+    """Steps one by one (each an async dispatch, no sync) until ``stop`` or
+    a stop request."""
+    while self.step < stop:
+      tokens, lengths = next(self.train_iter)
+      self.pending.append(self.trainer._train_step(tokens, lengths))  # pylint: disable=protected-access
+      self.step += 1
+      if should_stop():
         break
-      if stop["signal"] is not None:
-        stop_reason = f"signal {stop['signal']} at step {step}"
-        break
-    check_losses()
-    sync_elapsed()
+    return self.step
+
+  def at_period(self, name: str, step: int) -> None:
+    config = self.config
+    if name == "log":
+      self._log_progress(step)
+    elif name == "checkpoint" and step % config.checkpoint_every == 0:
+      self._check_losses()
+      self._sync_elapsed()
+      self.trainer.save_checkpoint()
+    elif (name == "eval" and step % config.eval_every == 0
+          and step < config.num_steps):
+      self._check_losses()
+      self._evaluate_and_export(step)
+
+  def stop_reason(self):
+    config = self.config
+    minutes = (self.elapsed_before + time.time() - self.t_session) / 60
+    if config.max_wall_minutes and minutes >= config.max_wall_minutes:
+      return (f"--max_wall_minutes={config.max_wall_minutes} reached at step "
+              f"{self.step}")
+    return None
+
+  def finish(self, step: int, reason: str):
+    trainer, log = self.trainer, self.log
+    reason = {"done": "num_steps reached"}.get(reason, reason)
+    if reason.startswith("signal "):
+      reason += f" at step {step}"
+    self._check_losses()
+    self._sync_elapsed()
     trainer.save_checkpoint()
-    log(f"Stopping: {stop_reason}. Final evaluation on all validation "
-        "melodies ...")
-    metrics = trainer.evaluate(val_ds)
-    with writer.as_default(step=step):
+    log(f"Stopping: {reason}. Final evaluation on all validation melodies "
+        "...")
+    metrics = trainer.evaluate(self.val_ds)
+    with self.writer.as_default(step=step):
       tf.summary.scalar("validation/accuracy", metrics["accuracy"])
       tf.summary.scalar("validation/log_perplexity", metrics["log_perplexity"])
-    provenance = _provenance(trainer, tfrecord_dir, command, metrics,
-                             stop_reason)
-    export(trainer, latest_export, provenance)
-    if output_dir:
-      export(trainer, output_dir, provenance)
-      log(f"Exported to {output_dir}")
+    provenance = _provenance(trainer, self.tfrecord_dir, self.command, metrics,
+                             reason)
+    export(trainer, self.latest_export, provenance)
+    if self.output_dir:
+      export(trainer, self.output_dir, provenance)
+      log(f"Exported to {self.output_dir}")
     log(f"Done at step {step}: validation accuracy {metrics['accuracy']:.4f}, "
         f"log-perplexity {metrics['log_perplexity']:.4f}; "
-        f"{_format_duration(float(trainer.elapsed_s.numpy()))} of training.")
-    writer.flush()
+        f"{runner.format_seconds(float(trainer.elapsed_s.numpy()))} of "
+        "training.")
+    self.writer.flush()
     return provenance
-  finally:
-    for s, handler in previous.items():
-      signal.signal(s, handler)
+
+  def _sync_elapsed(self):
+    self.trainer.elapsed_s.assign(self.elapsed_before + time.time() -
+                                  self.t_session)
+
+  def _check_losses(self):
+    if not self.pending:
+      return None
+    mean = float(tf.reduce_mean(tf.stack(self.pending)))
+    self.pending.clear()
+    if not math.isfinite(mean):
+      raise NonFiniteLossError(
+          f"Training loss became {mean} before step {self.step} (learning "
+          f"rate {float(self.trainer.schedule(self.step - 1)):.3g}). Stopped;"
+          f" nothing exported. Checkpoints before the failure: "
+          f"{self.run_dir}/ckpt. Lower --learning_rate or --clip_norm.")
+    return mean
+
+  def _log_progress(self, step):
+    loss = self._check_losses()
+    now = time.time()
+    rate = (step - self.step_interval) / max(now - self.t_interval, 1e-9)
+    self.t_interval, self.step_interval = now, step
+    eta = (self.config.num_steps - step) / max(rate, 1e-9)
+    lr = float(self.trainer.schedule(step - 1))
+    self.log(f"step {step}/{self.config.num_steps} loss {loss:.4f} lr "
+             f"{lr:.3g} {rate:.1f} steps/s ETA {runner.format_seconds(eta)}")
+    with self.writer.as_default(step=step):
+      tf.summary.scalar("train/loss", loss)
+      tf.summary.scalar("train/learning_rate", lr)
+      tf.summary.scalar("train/steps_per_second", rate)
+
+  def _evaluate_and_export(self, step):
+    m = self.trainer.evaluate(self.val_ds)
+    with self.writer.as_default(step=step):
+      tf.summary.scalar("validation/accuracy", m["accuracy"])
+      tf.summary.scalar("validation/log_perplexity", m["log_perplexity"])
+    self.log(f"  step {step}: validation accuracy {m['accuracy']:.4f}, "
+             f"log-perplexity {m['log_perplexity']:.4f} ({m['melodies']} "
+             f"melodies, {m['scored_steps']} scored steps)")
+    self._sync_elapsed()
+    export(self.trainer, self.latest_export,
+           _provenance(self.trainer, self.tfrecord_dir, self.command, m,
+                       "in progress"))
+    return m
 
 
 # -- command line -------------------------------------------------------------

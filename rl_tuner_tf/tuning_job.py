@@ -19,7 +19,6 @@ grid; it reads no flags. In ``run_dir`` it writes:
 """
 import csv
 import dataclasses
-import datetime
 import hashlib
 import importlib
 import importlib.util
@@ -42,6 +41,7 @@ from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf import rewards
+from rl_tuner_tf import runner
 from rl_tuner_tf import tuning
 
 ConfigError = configuration.ConfigError
@@ -111,21 +111,14 @@ class RunConfig(configuration.Values):
       check=configuration.optional(configuration.positive_int))
 
 
-class NonFiniteLossError(RuntimeError):
-  """The training loss became NaN or infinite; the last good checkpoint is
-  kept."""
-
-
+NonFiniteLossError = runner.NonFiniteLossError
+format_seconds = runner.format_seconds
 # Settings whose change would make a resumed run a different run.
 RESUME_KEYS = tuple(n for n in tuning.TuningConfig.setting_names()
                     if n != "algorithm") + ("note_rnn_checkpoint", "primer")
 # What a run started before a setting existed ran with (config.json lacks it).
 _NEW_SETTING_DEFAULTS = dict(tuning.TuningConfig().to_settings(),
                              reward_modules=[])
-
-
-def format_seconds(seconds: float) -> str:
-  return str(datetime.timedelta(seconds=int(max(0, seconds))))
 
 
 def _round_up(value, multiple):
@@ -328,7 +321,8 @@ def tune(config: tuning.TuningConfig, run: RunConfig, run_dir: str, *,
       source_model = note_rnn.load(run.note_rnn_checkpoint)
     tuner = tuning.make_tuner(config, source_model, primer=primer,
                               reward_weights=config.reward_weights or None)
-    return _TuningSession(tuner, run, run_dir, settings, log, tag).run()
+    return runner.Runner(
+        _TuningJob(tuner, run, run_dir, settings, log, tag)).run()
 
 
 def _predates_saved_sampler(tuner, prefix):
@@ -359,65 +353,35 @@ def _check_restored(tuner, status, prefix, log, tag):
         "identical to an uninterrupted one).")
 
 
-class _TuningSession:
-  """The loop of one tune() call: restore, iterate, log, summarise,
-  checkpoint, save the model."""
+class _TuningJob:
+  """One tuning run as the runner's job: units are notes composed; periods
+  log, figure2 and checkpoint (in that order at a shared boundary)."""
+  stop_on_signals = False  # kill -9 or not, a run resumes from its checkpoint
 
   def __init__(self, tuner, run, run_dir, settings, log, tag):
     self.tuner, self.run_config, self.run_dir = tuner, run, run_dir
     self.settings, self.log, self.tag = settings, log, tag
     self.config = tuner.config
-    self.every = periods(self.config, run)
-    checkpoint_dir = os.path.join(run_dir, "checkpoints")
-    self.manager = checkpointing.manager(tuner.checkpoint, checkpoint_dir)
-    self.checkpoint_dir = checkpoint_dir
+    self.total = self.config.num_notes
+    every = periods(self.config, run)
+    self.periods = {name: every[name] for name in ("log", "figure2",
+                                                     "checkpoint")}
+    self.checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    self.manager = checkpointing.manager(tuner.checkpoint, self.checkpoint_dir)
     self.figure2_path = os.path.join(run_dir, "figure2.csv")
     self.writer = tf.summary.create_file_writer(
         os.path.join(run_dir, "tensorboard"))
 
-  def run(self) -> str:
-    tuner, config, log, tag = self.tuner, self.config, self.log, self.tag
-    self._restore()
-    notes = tuner.num_notes_composed
-    started = time.time()
-    self._window = (started, notes)  # the rate since the last log line
-    log(f"[{tag}] tuning {config.num_notes:,} notes: {config.schedule()}; "
-        f"output {self.run_dir}")
-    while notes < config.num_notes:
-      next_stop = min([config.num_notes] +
-                      [(notes // p + 1) * p for p in self.every.values()])
-      tuner.run((next_stop - notes) // tuner.notes_per_iteration)
-      self._check_finite()
-      notes = tuner.num_notes_composed
-      done = notes >= config.num_notes
-      if notes % self.every["log"] == 0 or done:
-        self._log_progress(notes)
-      if notes % self.every["figure2"] == 0 or done:
-        self._figure2(notes)
-      if notes % self.every["checkpoint"] == 0 or done:
-        self.manager.save(checkpoint_number=notes)
-      self.writer.flush()
-    wall = time.time() - started
-    model_dir = os.path.join(self.run_dir, "model")
-    melody_policy.save_tuned(
-        model_dir, config.algorithm, tuner.q_network, tuner.reward_rnn,
-        extra={"config": self.settings, "notes_composed": notes,
-               "updates": tuner.num_updates,
-               "wall_seconds_this_session": round(wall, 1)})
-    log(f"[{tag}] done: {notes:,} notes, {tuner.num_updates:,} updates in "
-        f"{format_seconds(wall)} this session; model saved to {model_dir}")
-    return model_dir
-
-  def _restore(self):
-    tuner = self.tuner
+  def restore(self) -> int:
+    tuner, log, tag = self.tuner, self.log, self.tag
     resumed = checkpointing.restore_latest(
-        tuner.checkpoint, self.checkpoint_dir, log=self.log,
-        check=lambda status, prefix: _check_restored(
-            tuner, status, prefix, self.log, self.tag),
+        tuner.checkpoint, self.checkpoint_dir, log=log,
+        check=lambda status, prefix: _check_restored(tuner, status, prefix,
+                                                     log, tag),
         objects_for=lambda prefix: _checkpoint_for(tuner, prefix))
     if resumed:
-      self.log(f"[{self.tag}] resuming from {resumed} at note "
-               f"{tuner.num_notes_composed:,}")
+      log(f"[{tag}] resuming from {resumed} at note "
+          f"{tuner.num_notes_composed:,}")
     start = tuner.num_notes_composed
     # Points sampled after the checkpoint we resumed from are recomputed.
     self.figure2_rows = [r for r in _read_figure2(self.figure2_path)
@@ -426,6 +390,45 @@ class _TuningSession:
       self.figure2_rows = [figure2_point(tuner, 0,
                                          self.run_config.figure2_melodies)]
     _write_figure2(self.figure2_path, self.figure2_rows)
+    self.started = time.time()
+    self._window = (self.started, start)  # the rate since the last log line
+    log(f"[{tag}] tuning {self.total:,} notes: {self.config.schedule()}; "
+        f"output {self.run_dir}")
+    return start
+
+  def advance(self, stop: int, should_stop) -> int:
+    del should_stop  # one compiled call per period: nothing to interrupt
+    notes = self.tuner.num_notes_composed
+    self.tuner.run((stop - notes) // self.tuner.notes_per_iteration)
+    self._check_finite()
+    return self.tuner.num_notes_composed
+
+  def at_period(self, name: str, notes: int) -> None:
+    if name == "log":
+      self._log_progress(notes)
+    elif name == "figure2":
+      self._figure2(notes)
+    elif name == "checkpoint":
+      self.manager.save(checkpoint_number=notes)
+    self.writer.flush()
+
+  def stop_reason(self):
+    return None
+
+  def finish(self, notes: int, reason: str) -> str:
+    del reason  # a tuning run stops only when done (or raises)
+    tuner, config = self.tuner, self.config
+    wall = time.time() - self.started
+    model_dir = os.path.join(self.run_dir, "model")
+    melody_policy.save_tuned(
+        model_dir, config.algorithm, tuner.q_network, tuner.reward_rnn,
+        extra={"config": self.settings, "notes_composed": notes,
+               "updates": tuner.num_updates,
+               "wall_seconds_this_session": round(wall, 1)})
+    self.log(f"[{self.tag}] done: {notes:,} notes, {tuner.num_updates:,} "
+             f"updates in {format_seconds(wall)} this session; model saved "
+             f"to {model_dir}")
+    return model_dir
 
   def _check_finite(self):
     bad = self.tuner.nonfinite_loss
