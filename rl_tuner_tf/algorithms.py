@@ -10,8 +10,7 @@ policy, in one place (paper section 3; reference section 4).
   rloo     as ppo                          none (on-policy, PG-6, PG-7)          as ppo
 
 An ``Algorithm`` names its tuner kind (off-policy: tuning.Tuner with replay
-and ``target``; on-policy: on_policy_tuning.OnPolicyTuner, which runs ppo and
-rloo), whether Eq. 3's log p is in its reward, how its network's outputs
+and ``target``; on-policy: on_policy_tuning's PPOTuner and RLOOTuner), whether Eq. 3's log p is in its reward, how its network's outputs
 become the policy, and whether it acts greedily. ``register`` adds one: the
 tuner, the evaluation, the export and the TF-Agents policies all look
 algorithms up here, so a new off-policy algorithm needs no library edit
@@ -37,8 +36,8 @@ PolicyLogits = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 class Algorithm:
   """One tuning algorithm.
 
-  on_policy: tuned by on_policy_tuning.OnPolicyTuner (whole compositions,
-    no replay); else by tuning.Tuner with ``target``.
+  on_policy: tuned by its on_policy_tuning.TUNERS class (whole
+    compositions, no replay); else by tuning.Tuner with ``target``.
   log_p_in_reward: the environment's reward includes log p(a|s) (Eq. 3).
   policy_logits: its policy from its network's outputs and the prior's
     logits.

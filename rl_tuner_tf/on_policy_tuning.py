@@ -34,14 +34,16 @@ from rl_tuner_tf.agents import policy_gradient as pg
 
 
 class OnPolicyTuner(tuner_base.TunerBase):
-  """Environment, policy (and value) networks and the PPO / RLOO update."""
+  """What PPO and RLOO share: environment, policy network, rollout (whole
+  compositions), the clipped surrogate update (PG-5) over minibatches.
+  Subclasses give the advantages (and PPO its value network)."""
+  ALGORITHM = None  # the algorithm a subclass runs
 
   def __init__(self, config, note_rnn_model, primer=None, reward_weights=None):
-    if config.algorithm not in ("ppo", "rloo"):
-      raise ValueError(f"OnPolicyTuner runs ppo or rloo, not "
+    if config.algorithm != self.ALGORITHM:
+      raise ValueError(f"{type(self).__name__} runs {self.ALGORITHM}, not "
                        f"{config.algorithm!r} (see tuning.make_tuner)")
     self.config = config
-    self._ppo = config.algorithm == "ppo"
     b = config.pg.num_compositions
     tf.random.set_seed(config.seed)
     self.q_network = tuner_base.copy_network(note_rnn_model, "policy_network")
@@ -53,19 +55,11 @@ class OnPolicyTuner(tuner_base.TunerBase):
         random_note_max=config.random_note_max, primer=primer,
         reward_weights=reward_weights,
         terminal_discount=config.terminal_discount, seed=config.seed,
-        primer_group_size=1 if self._ppo else config.rloo.k,
+        primer_group_size=self._primer_group_size(),
         token_reading=config.token_reading)
-    variables = list(self.q_network.trainable_variables)
-    if self._ppo:
-      self.value_network = tuner_base.copy_network(note_rnn_model,
-                                                   "value_network")
-      self.value_head = tf.keras.layers.Dense(
-          1, kernel_initializer="zeros", name="value_head")
-      self.value_head.build([None, note_rnn_model.layer_sizes[-1]])
-      variables += self._value_variables()
-      # Returns run up to T notes of r_MT / c: the head predicts them in
-      # units of T / c, so a unit-sized output spans their range.
-      self._value_scale = config.num_notes_in_melody / config.c
+    self._build_value_parts(note_rnn_model)
+    variables = (list(self.q_network.trainable_variables) +
+                 self._value_variables())
     self.optimizer = tf.keras.optimizers.Adam(config.pg.learning_rate)
     self.optimizer.build(variables)
     self.generator = tf.random.Generator.from_seed(config.seed + 1)
@@ -80,23 +74,37 @@ class OnPolicyTuner(tuner_base.TunerBase):
     parts = dict(policy_network=self.q_network, optimizer=self.optimizer,
                  environment=self.env.trackable, generator=self.generator,
                  notes_composed=self.notes_composed, train_step=self.train_step)
-    if self._ppo:
-      parts.update(value_network=self.value_network, value_head=self.value_head)
+    parts.update(self._value_parts())
     self.checkpoint_parts = parts
     self.checkpoint = tf.train.Checkpoint(**parts)
 
+  # -- what a method adds (none here: RLOO) ----------------------------------
+  def _primer_group_size(self):
+    """Compositions sharing one primer."""
+    return 1
+
+  def _build_value_parts(self, note_rnn_model):
+    """Builds networks trained beside the policy (PPO's value network)."""
+
   def _value_variables(self):
-    """The value network's LSTM (its copied logits layer is unused) + head."""
-    return ([v for layer in self.value_network.lstm_layers
-             for v in layer.trainable_variables] +
-            self.value_head.trainable_variables)
+    return []
+
+  def _value_parts(self):
+    """{checkpoint name: trackable} of _build_value_parts' networks."""
+    return {}
+
+  def _primed_value_state(self, b):
+    return ()
+
+  def _advantages(self, batch):
+    """-> (per-token advantages [B, T], value targets or None, returns [B])."""
+    raise NotImplementedError
+
+  def _value_loss(self, batch, inputs, take, returns):
+    """The loss of the networks trained beside the policy (PG-6)."""
+    return tf.constant(0.0)
 
   # -- the compiled loop ----------------------------------------------------------
-  def _values(self, inputs, initial_state):
-    """V(s_t) [b, T] of the value network over compositions."""
-    features, _ = self.value_network.features(inputs, initial_state)
-    return self.value_head(features)[..., 0] * self._value_scale
-
   def _rollout(self):
     """Composes B whole compositions with the current policy.
 
@@ -110,8 +118,7 @@ class OnPolicyTuner(tuner_base.TunerBase):
     with tf.control_dependencies(tf.nest.flatten(first)):
       policy_state = melody_environment.primed_state(
           self.q_network, self.env.primer, b)
-      value_state = (melody_environment.primed_state(
-          self.value_network, self.env.primer, b) if self._ppo else ())
+      value_state = self._primed_value_state(b)
     arrays = {k: tf.TensorArray(tf.int32 if k in ("inputs", "actions")
                                 else tf.float32, size=t_max)
               for k in ("inputs", "actions", "r", "log_p", "log_pi_old")}
@@ -141,23 +148,6 @@ class OnPolicyTuner(tuner_base.TunerBase):
     batch["value_state"] = value_state
     return batch
 
-  def _advantages(self, batch):
-    """-> (per-token advantages [B, T], value targets or None, returns [B])."""
-    cfg = self.config
-    rewards = pg.kl_penalised_rewards(batch["r"], batch["log_p"],
-                                      batch["log_pi_old"])          # PG-2
-    total = tf.reduce_sum(rewards, axis=1)
-    if self._ppo:
-      values = self._values(batch["inputs"], batch["value_state"])
-      advantages, returns = pg.gae(rewards, values, gamma=1.0,
-                                   lam=cfg.ppo.gae_lambda)              # PG-3/4
-    else:
-      per_composition = pg.leave_one_out_advantages(total, cfg.rloo.k)  # PG-7
-      advantages = tf.tile(per_composition[:, None],
-                           [1, cfg.num_notes_in_melody])
-      returns = None
-    return pg.whiten(advantages), returns, total
-
   def _update(self, batch, advantages, returns, index):
     """One Adam step on the compositions ``index``; returns the losses."""
     cfg = self.config
@@ -170,15 +160,10 @@ class OnPolicyTuner(tuner_base.TunerBase):
                          axis=2, batch_dims=2)
       loss, clip_fraction = pg.clipped_surrogate_loss(
           log_pi, take(batch["log_pi_old"]), take(advantages), cfg.pg.clip)
-      total_loss = loss
-      v_loss = tf.constant(0.0)
-      if self._ppo:
-        values = self._values(inputs, tuple(take(s)
-                                            for s in batch["value_state"]))
-        v_loss = pg.value_loss(values, take(returns))              # PG-6
-        total_loss = loss + v_loss
+      v_loss = self._value_loss(batch, inputs, take, returns)
+      total_loss = loss + v_loss if self._value_variables() else loss
     policy_vars = self.q_network.trainable_variables
-    value_vars = self._value_variables() if self._ppo else []
+    value_vars = self._value_variables()
     grads = tape.gradient(total_loss, policy_vars + value_vars)
     groups = [grads[:len(policy_vars)]]
     if value_vars:
@@ -261,7 +246,7 @@ class OnPolicyTuner(tuner_base.TunerBase):
     if updates:
       stats["loss"] = float(s.loss.numpy()) / updates
       stats["clip_fraction"] = float(s.clip_fraction.numpy()) / updates
-      if self._ppo:
+      if self._value_variables():
         stats["value_loss"] = float(s.value_loss.numpy()) / updates
     if compositions:
       stats["objective"] = float(s.objective.numpy()) / compositions
@@ -276,3 +261,70 @@ class OnPolicyTuner(tuner_base.TunerBase):
   def num_updates(self):
     return int(self.train_step.numpy())
 
+
+
+class PPOTuner(OnPolicyTuner):
+  """PPO: GAE advantages over a value network (PG-3/4), its loss PG-6."""
+  ALGORITHM = "ppo"
+
+  def _build_value_parts(self, note_rnn_model):
+    self.value_network = tuner_base.copy_network(note_rnn_model,
+                                                 "value_network")
+    self.value_head = tf.keras.layers.Dense(
+        1, kernel_initializer="zeros", name="value_head")
+    self.value_head.build([None, note_rnn_model.layer_sizes[-1]])
+    # Returns run up to T notes of r_MT / c: the head predicts them in
+    # units of T / c, so a unit-sized output spans their range.
+    self._value_scale = self.config.num_notes_in_melody / self.config.c
+
+  def _value_variables(self):
+    """The value network's LSTM (its copied logits layer is unused) + head."""
+    return ([v for layer in self.value_network.lstm_layers
+             for v in layer.trainable_variables] +
+            self.value_head.trainable_variables)
+
+  def _value_parts(self):
+    return dict(value_network=self.value_network, value_head=self.value_head)
+
+  def _primed_value_state(self, b):
+    return melody_environment.primed_state(self.value_network,
+                                           self.env.primer, b)
+
+  def _values(self, inputs, initial_state):
+    """V(s_t) [b, T] of the value network over compositions."""
+    features, _ = self.value_network.features(inputs, initial_state)
+    return self.value_head(features)[..., 0] * self._value_scale
+
+  def _advantages(self, batch):
+    rewards = pg.kl_penalised_rewards(batch["r"], batch["log_p"],
+                                      batch["log_pi_old"])          # PG-2
+    values = self._values(batch["inputs"], batch["value_state"])
+    advantages, returns = pg.gae(rewards, values, gamma=1.0,
+                                 lam=self.config.ppo.gae_lambda)     # PG-3/4
+    return pg.whiten(advantages), returns, tf.reduce_sum(rewards, axis=1)
+
+  def _value_loss(self, batch, inputs, take, returns):
+    values = self._values(inputs, tuple(take(s) for s in batch["value_state"]))
+    return pg.value_loss(values, take(returns))                      # PG-6
+
+
+class RLOOTuner(OnPolicyTuner):
+  """RLOO: k compositions per primer, each one's return against the mean of
+  the other k - 1 (PG-7); no value network."""
+  ALGORITHM = "rloo"
+
+  def _primer_group_size(self):
+    return self.config.rloo.k
+
+  def _advantages(self, batch):
+    rewards = pg.kl_penalised_rewards(batch["r"], batch["log_p"],
+                                      batch["log_pi_old"])          # PG-2
+    total = tf.reduce_sum(rewards, axis=1)
+    per_composition = pg.leave_one_out_advantages(total,
+                                                  self.config.rloo.k)  # PG-7
+    advantages = tf.tile(per_composition[:, None],
+                         [1, self.config.num_notes_in_melody])
+    return pg.whiten(advantages), None, total
+
+
+TUNERS = {tuner.ALGORITHM: tuner for tuner in (PPOTuner, RLOOTuner)}

@@ -1,7 +1,7 @@
 """What every tuner shares: the compiled run loop and its public surface.
 
 ``tuning.Tuner`` (q, psi, g, rl_only: composes notes into a replay buffer and
-trains off-policy) and ``on_policy_tuning.OnPolicyTuner`` (ppo, rloo: composes
+trains off-policy) and ``on_policy_tuning.OnPolicyTuner`` (its PPOTuner and RLOOTuner: composes
 whole compositions, then trains on them) differ only in what one iteration
 does. Both subclass ``TunerBase``, which owns the loop that runs iterations in
 one graph and stops at the first non-finite loss, the counters the main job

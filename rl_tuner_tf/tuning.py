@@ -296,11 +296,16 @@ class TuningConfig(configuration.Values):
 
 
 def make_tuner(config, note_rnn_model, primer=None, reward_weights=None):
-  """The tuner of ``config.algorithm``: Tuner (q, psi, g, rl_only) or
-  on_policy_tuning.OnPolicyTuner (ppo, rloo); the same public surface."""
+  """The tuner of ``config.algorithm``: Tuner (every off-policy algorithm)
+  or the on-policy method's (on_policy_tuning.TUNERS: PPOTuner, RLOOTuner);
+  the same public surface."""
   if config.is_on_policy:
-    return on_policy_tuning.OnPolicyTuner(config, note_rnn_model, primer,
-                                          reward_weights)
+    tuner = on_policy_tuning.TUNERS.get(config.algorithm)
+    if tuner is None:
+      raise ConfigError("algorithm", f"no on-policy tuner runs "
+                        f"{config.algorithm!r} (on_policy_tuning.TUNERS: "
+                        f"{', '.join(on_policy_tuning.TUNERS)})")
+    return tuner(config, note_rnn_model, primer, reward_weights)
   return Tuner(config, note_rnn_model, primer, reward_weights)
 
 

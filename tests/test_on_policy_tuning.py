@@ -54,7 +54,7 @@ def test_short_run_improves_the_objective_and_resumes(algorithm, tmp_path):
   source = _note_rnn_loving_one_note()
   config = _config(algorithm, 10)
   tuner = tuning.make_tuner(config, source)
-  assert isinstance(tuner, on_policy_tuning.OnPolicyTuner)
+  assert isinstance(tuner, on_policy_tuning.TUNERS[algorithm])
   before = _objective("note_rnn", tuner)  # the untuned policy is p itself
   assert before["mean_kl"] == 0.0
   assert tuner.run(6) == 6
