@@ -72,6 +72,14 @@ def test_group_and_seed():
   assert seeds.group_and_seed("psi_seed1", {"kind": "psi"})[0] == "psi"
 
 
+def test_models_are_ordered_by_algorithm_then_grid_value():
+  names = ["q_c10", "g_c0.5", "q_c0.5", "q_c2", "note_rnn", "zz",
+           "ppo_c0.5-seed10", "ppo_c0.5-seed2", "rl_only", "q"]
+  assert list(seeds.ordered(dict.fromkeys(names))) == [
+      "note_rnn", "q", "q_c0.5", "q_c2", "q_c10", "g_c0.5", "rl_only",
+      "ppo_c0.5-seed2", "ppo_c0.5-seed10", "zz"]
+
+
 def test_grid_runs_one_by_one_and_evaluates_over_seeds(random_checkpoint,
                                                       tmp_path):
   out = str(tmp_path / "grid")

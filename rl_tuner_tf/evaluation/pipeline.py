@@ -388,7 +388,7 @@ def measure_beyond_rules(results, output_dir, reference_dir, model_rnn,
     firsts.setdefault(group, metrics)
   atomic_files.write_text(
       os.path.join(output_dir, "beyond_rules.md"),
-      beyond_rules.markdown_table(floor, table1.ordered(groups)))
+      beyond_rules.markdown_table(floor, seeds.ordered(groups)))
   with atomic_files.open_atomic(os.path.join(output_dir, "beyond_rules.png"),
                                 "wb") as f:
     beyond_rules.plot_densities(floor, firsts, f)
@@ -416,7 +416,7 @@ def _realism_points(results, measured):
     for key, value in measured[name].items():
       if isinstance(value, (int, float)):
         entry["metrics"].setdefault(key, []).append(value)
-  kinds = list(table1.ordered({e["kind"]: None for e in grouped.values()}))
+  kinds = list(seeds.ordered({e["kind"]: None for e in grouped.values()}))
   entries = sorted(grouped.values(),
                    key=lambda e: (kinds.index(e["kind"]), e["c"], e["label"]))
   return [(e["kind"], e["label"], e["r_mt"], e["metrics"]) for e in entries]

@@ -222,7 +222,7 @@ def load_table1_results(eval_dir):
   for path in glob.glob(os.path.join(eval_dir, "*", "table1.json")):
     with open(path) as f:
       results[os.path.basename(os.path.dirname(path))] = json.load(f)
-  return table1.ordered(results)
+  return seeds.ordered(results)
 
 
 def write_report(run_dir, eval_dir=None, title=None, notes=None):

@@ -17,6 +17,7 @@ Written next to the per-model results:
 """
 import math
 import os
+import re
 
 import numpy as np
 
@@ -51,6 +52,26 @@ def group_and_seed(name, stats):
   label = name[len(kind):].lstrip("_")
   kept = [p for p in label.split("-") if p and not p.startswith("seed")]
   return kind + ("_" + "-".join(kept) if kept else ""), seed
+
+
+def _order_key(name):
+  """(the paper's column of the name's algorithm, then its grid label with
+  numbers compared as numbers): q_c0.5 < q_c2 < q_c10 < psi < ..."""
+  order = table1.MODEL_ORDER
+  kinds = [k for k in order if name == k or name.startswith(k + "_")]
+  kind = max(kinds, key=len) if kinds else None
+  rest = name[len(kind):] if kind else name
+  parts = re.split(r"(\d+(?:\.\d+)?)", rest)
+  label = tuple((0, float(p), "") if i % 2 else (1, 0.0, p)
+                for i, p in enumerate(parts) if p)
+  return (order.index(kind) if kind else len(order), "" if kind else name,
+          label)
+
+
+def ordered(results):
+  """results in the paper's column order, a grid's points under their
+  algorithm by c / seed value (q_c0.5, q_c2, q_c10), unknown names last."""
+  return {n: results[n] for n in sorted(results, key=_order_key)}
 
 
 def interval(values):
@@ -89,7 +110,7 @@ def aggregate(results):
                       "per_seed": {str(s): v for s, v in
                                    zip(entry["seeds"], values)}}
     entry["stats"] = summary
-  return table1.ordered(groups)
+  return ordered(groups)
 
 
 def _cell(summary, style):
