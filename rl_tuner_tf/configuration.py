@@ -187,7 +187,7 @@ class Values:
 
   @classmethod
   def from_settings(cls, settings: Mapping[str, Any], *,
-                    ignore_unknown: bool = False):
+                    ignore_unknown: bool = False) -> "Values":
     """An instance from {setting: value}; missing settings take their
     defaults. Unknown names are an error naming them (unless
     ignore_unknown: a file that holds other concerns' settings too)."""
@@ -212,7 +212,7 @@ class Values:
           kwargs[field.name] = settings[name]
     return cls(**kwargs)
 
-  def replace(self, **settings: Any):
+  def replace(self, **settings: Any) -> "Values":
     """A copy with these settings changed (flat names), validated."""
     return type(self).from_settings(dict(self.to_settings(), **settings))
 

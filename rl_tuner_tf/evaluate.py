@@ -15,6 +15,7 @@ table1.json and samples/ (MIDI, WAV, piano-roll PNG), then the combined
 <output_dir>/table1.md (ours beside the paper) and report.html.
 """
 import sys
+from typing import List
 
 from absl import app
 from absl import flags
@@ -35,7 +36,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   configuration.define_flags(pipeline.EvaluationConfig, flag_values)
 
 
-def main(argv, flag_values=FLAGS):
+def main(argv: List[str], flag_values: flags.FlagValues = FLAGS) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:

@@ -18,6 +18,7 @@ A tuned model on disk (``save_tuned`` / ``load_tuned``):
 """
 import json
 import os
+from typing import Any, Dict, Optional, Tuple
 
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
@@ -30,19 +31,20 @@ from rl_tuner_tf import note_rnn
 TUNED_CONFIG = "tuned.json"
 
 
-def check_model_kind(kind):
+def check_model_kind(kind: str) -> None:
   """Raises ValueError unless ``kind`` is the Note RNN or a registered
   algorithm (algorithms.model_kinds())."""
   if kind != algorithms.NOTE_RNN:
     algorithms.get(kind)
 
 
-def check_algorithm(algorithm):
+def check_algorithm(algorithm: str) -> None:
   """Raises ValueError unless ``algorithm`` is registered (a tuned kind)."""
   algorithms.get(algorithm)
 
 
-def policy_logits(kind, action_values, reward_logits):
+def policy_logits(kind: str, action_values: Optional[tf.Tensor],
+                  reward_logits: tf.Tensor) -> tf.Tensor:
   """Unnormalised log-probabilities of the sampling policy, [B, 38].
 
   kind: "note_rnn" or a registered algorithm (its ``policy_logits``).
@@ -54,12 +56,15 @@ def policy_logits(kind, action_values, reward_logits):
   return algorithms.get(kind).policy_logits(action_values, reward_logits)
 
 
-def greedy_actions(kind, action_values, reward_logits):
+def greedy_actions(kind: str, action_values: Optional[tf.Tensor],
+                   reward_logits: tf.Tensor) -> tf.Tensor:
   return tf.argmax(policy_logits(kind, action_values, reward_logits), axis=-1,
                    output_type=tf.int32)
 
 
-def save_tuned(model_dir, algorithm, q_network, reward_rnn, extra=None):
+def save_tuned(model_dir: str, algorithm: str, q_network: tf.keras.Model,
+               reward_rnn: tf.keras.Model,
+               extra: Optional[Dict[str, Any]] = None) -> None:
   """Writes the model into a hidden sibling folder, then renames it to
   ``model_dir``: a reader sees the whole model or none."""
   check_algorithm(algorithm)
@@ -72,7 +77,8 @@ def save_tuned(model_dir, algorithm, q_network, reward_rnn, extra=None):
       json.dump(config, f, indent=2)
 
 
-def load_tuned(model_dir):
+def load_tuned(model_dir: str
+               ) -> Tuple[str, tf.keras.Model, tf.keras.Model, Dict[str, Any]]:
   """-> (algorithm, q_network, reward_rnn, config)."""
   path = os.path.join(model_dir, TUNED_CONFIG)
   if not os.path.exists(path):

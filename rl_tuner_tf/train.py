@@ -33,7 +33,7 @@ calls the library (tuning_job.tune, evaluation.pipeline.run).
 import os
 import sys
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from absl import app
 from absl import flags
@@ -176,7 +176,8 @@ def _split(settings):
   return {k: v for k, v in settings.items() if k in names}, run
 
 
-def grid_specs(dims, output_dir, flag_values=FLAGS):
+def grid_specs(dims: Dict[str, List[Any]], output_dir: str,
+               flag_values: flags.FlagValues = FLAGS) -> List[grid.RunSpec]:
   """The runs of this command (one per algorithm and grid point); each
   carries the flags that rerun it alone (Ray runs it as a child process)."""
   passed_on = [flag_values[n].serialize()
@@ -192,7 +193,8 @@ def grid_specs(dims, output_dir, flag_values=FLAGS):
     raise ConfigError(e.name, e.message) from e
 
 
-def default_output_dir(algorithms, preset, seeds):
+def default_output_dir(algorithms: List[str], preset: str,
+                       seeds: List[int]) -> str:
   label = (f"seed{seeds[0]}" if len(seeds) == 1
            else f"seeds{'-'.join(str(s) for s in seeds)}")
   return os.path.join("runs", f"tune_{'_'.join(algorithms)}_{preset}_{label}")
@@ -204,7 +206,9 @@ def _run_config_of(tuning_settings, spec):
       seed=spec.seed))
 
 
-def evaluate_and_report(output_dir, run, num_melodies, seed, log=print):
+def evaluate_and_report(output_dir: str, run: tuning_job.RunConfig,
+                        num_melodies: int, seed: int,
+                        log: tuning_job.Log = print) -> Optional[str]:
   """Table 1 of the Note RNN and every tuned model, samples, the comparison
   with real melodies, and <output_dir>/report.html (evaluation.pipeline);
   a failure is reported and leaves the tuned models as they are."""
@@ -223,7 +227,7 @@ def evaluate_and_report(output_dir, run, num_melodies, seed, log=print):
   return report_path
 
 
-def main(argv, flag_values=FLAGS):
+def main(argv: List[str], flag_values: flags.FlagValues = FLAGS) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
@@ -273,7 +277,8 @@ def main(argv, flag_values=FLAGS):
                         dims["seed"][0])
 
 
-def run_grid_on_ray(specs, flag_values=FLAGS):
+def run_grid_on_ray(specs: List[grid.RunSpec],
+                    flag_values: flags.FlagValues = FLAGS) -> None:
   """Runs the grid's specs on local Ray (--parallel_runs) or a cluster
   (--ray_address); exits non-zero naming the runs that failed."""
   try:

@@ -50,7 +50,7 @@ kill).
 """
 import dataclasses
 import math
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
@@ -227,7 +227,7 @@ class TuningConfig(configuration.Values):
   rloo: RLOOConfig = _setting(default_factory=RLOOConfig)
 
   @classmethod
-  def of(cls, **settings):
+  def of(cls, **settings: Any) -> "TuningConfig":
     """TuningConfig.of(algorithm="ppo", pg_epochs=2): from flat settings."""
     return cls.from_settings(settings)
 
@@ -295,7 +295,10 @@ class TuningConfig(configuration.Values):
                         f"{off.replay_capacity})")
 
 
-def make_tuner(config, note_rnn_model, primer=None, reward_weights=None):
+def make_tuner(config: "TuningConfig", note_rnn_model: tf.keras.Model,
+               primer: Any = None,
+               reward_weights: Optional[Dict[str, float]] = None
+               ) -> tuner_base.TunerBase:
   """The tuner of ``config.algorithm``: Tuner (every off-policy algorithm)
   or the on-policy method's (on_policy_tuning.TUNERS: PPOTuner, RLOOTuner);
   the same public surface."""

@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
@@ -138,7 +138,8 @@ def periods(config: tuning.TuningConfig, run: RunConfig) -> Dict[str, int]:
                           else default[name], b) for name in default}
 
 
-def load_primer(primer: PrimerConfig, log: Log = print):
+def load_primer(primer: PrimerConfig, log: Log = print
+                ) -> Optional[Union[List[int], np.ndarray]]:
   """None (a random note), a primer melody (tokens) or a pool of primers
   ([N, K] array)."""
   if primer.corpus:
@@ -181,7 +182,7 @@ def load_corpus_primers(primer: PrimerConfig, log: Log = print) -> np.ndarray:
   return prefixes
 
 
-def primer_setting(primer):
+def primer_setting(primer: Any) -> Any:
   """The primer as recorded in config.json (a pool: its size and digest)."""
   if primer is None or np.ndim(primer) == 1:
     return primer
@@ -274,7 +275,8 @@ def _write_figure2(path, rows):
     writer.writerows(rows)
 
 
-def figure2_point(tuner, step: int, num_melodies: int) -> Dict[str, str]:
+def figure2_point(tuner: Any, step: int, num_melodies: int
+                  ) -> Dict[str, str]:
   """One row of figure2.csv: the current policy's melodies, seeded by the
   step (the same at a resume)."""
   from rl_tuner_tf.evaluation import generate  # pylint: disable=g-import-not-at-top
@@ -327,7 +329,7 @@ def tune(config: tuning.TuningConfig, run: RunConfig, run_dir: str, *,
 
 def _predates_saved_sampler(tuner, prefix):
   """A checkpoint written before the replay sampler's generator was saved
-  (before 2026-11-29)."""
+  with the run (an older version of this project)."""
   saved = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)}
   return ("replay_generator" in tuner.checkpoint_parts
           and "replay_generator" not in saved)
@@ -396,7 +398,7 @@ class _TuningJob:
         f"output {self.run_dir}")
     return start
 
-  def advance(self, stop: int, should_stop) -> int:
+  def advance(self, stop: int, should_stop: Callable[[], bool]) -> int:
     del should_stop  # one compiled call per period: nothing to interrupt
     notes = self.tuner.num_notes_composed
     self.tuner.run((stop - notes) // self.tuner.notes_per_iteration)
@@ -412,7 +414,7 @@ class _TuningJob:
       self.manager.save(checkpoint_number=notes)
     self.writer.flush()
 
-  def stop_reason(self):
+  def stop_reason(self) -> Optional[str]:
     return None
 
   def finish(self, notes: int, reason: str) -> str:

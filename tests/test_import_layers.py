@@ -134,3 +134,30 @@ def test_absl_flags_are_read_only_by_command_line_modules():
     if "FLAGS" in text and 'if __name__ == "__main__"' not in text:
       readers.append(module)
   assert not readers, f"library modules reading absl FLAGS: {readers}"
+
+
+TYPED_MODULES = ("rl_tuner_tf/configuration.py", "rl_tuner_tf/runner.py",
+                 "rl_tuner_tf/tuning_job.py", "rl_tuner_tf/algorithms.py",
+                 "rl_tuner_tf/presets/__init__.py", "rl_tuner_tf/train.py",
+                 "rl_tuner_tf/evaluate.py", "rl_tuner_tf/melody_policy.py")
+
+
+def test_the_library_interfaces_are_typed():
+  """Every public function and method (top level of a module or class) of
+  the modules that make the library's interface has annotated arguments
+  and return value."""
+  untyped = []
+  for relative in TYPED_MODULES:
+    tree = ast.parse(open(os.path.join(ROOT, relative), encoding="utf-8").read())
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    for node in tree.body:
+      if isinstance(node, ast.ClassDef):
+        functions += [n for n in node.body if isinstance(n, ast.FunctionDef)]
+    for fn in functions:
+      if fn.name.startswith("_"):
+        continue
+      arguments = [a for a in fn.args.args + fn.args.kwonlyargs
+                   if a.arg not in ("self", "cls")]
+      if fn.returns is None or any(a.annotation is None for a in arguments):
+        untyped.append(f"{relative}:{fn.lineno} {fn.name}")
+  assert not untyped, "untyped public functions:\n" + "\n".join(untyped)

@@ -16,15 +16,13 @@ step above is multiplied by ok = 1.0 or 0.0, which is exact (x * 1.0 = x,
 theta + 0.0 = theta), and a non-finite gradient is replaced by zeros (after
 its norm, so that the select fuses into Adam's elementwise kernel).
 
-Why not ``optimizer.apply_gradients`` inside ``tf.cond``: measured in one
-process on the 2-core CPU (compiled update of the paper's schedule), the
-conditional cost about 120 of 720 us per update, and so did a ``tf.where``
-guard on each new value; the arithmetic guard costs about 20 us. XLA's CPU
-reductions behind the five gradient norms (emitted as reduce-window loops)
-took about 110 us more; ``squared_norm`` computes sum(x^2) as the trace of a
-small Gram matrix, a matmul. The update went from 714-740 to 484-521 us
-(README, bench_compute_bound.py). The Adam step is tf.keras' to the bit op
-by op, and the clipped step agrees with tf.clip_by_norm + tf.keras to
+Why not ``optimizer.apply_gradients`` inside ``tf.cond``: a conditional
+(or a ``tf.where`` on each new value) costs a large share of a compiled
+update on a CPU, the arithmetic guard a small one; and XLA's CPU reductions
+behind the gradient norms are slow, so ``squared_norm`` computes sum(x^2) as
+the trace of a small Gram matrix, a matmul. The figures are
+benchmarks/bench_compute_bound.py's output. The Adam step is tf.keras' to the
+bit op by op, and the clipped step agrees with tf.clip_by_norm + tf.keras to
 rounding (tests/test_agents_update_step.py).
 """
 from data_pipeline import keras_setup  # noqa: F401

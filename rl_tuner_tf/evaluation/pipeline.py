@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 
 from data_pipeline import atomic_files
@@ -422,7 +422,8 @@ def _realism_points(results, measured):
   return [(e["kind"], e["label"], e["r_mt"], e["metrics"]) for e in entries]
 
 
-def run(config: EvaluationConfig, log=print):
+def run(config: EvaluationConfig, log: Callable[[str], Any] = print
+        ) -> Tuple[Dict[str, Dict[str, Any]], str, str]:
   """The whole job -> (results {model: stats}, output_dir, report path).
 
   config.beyond_rules: also measure every model against real held-out
