@@ -276,7 +276,7 @@ def main():
   diff, diff_updates = weight_difference(source, args, args.diff_iterations)
 
   device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-  cfg = cases[0][1].config
+  cfg = cases[0][1].config.off_policy
   print(f"{device}, {os.cpu_count()} CPU cores, load average "
         f"{os.getloadavg()[0]:.2f}, TF {tf.__version__}; tuner: algorithm "
         f"{args.algorithm}, Note RNN {list(source.layer_sizes)}, "
