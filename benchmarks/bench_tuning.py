@@ -106,9 +106,9 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--algorithms", default="q,psi,g")
   parser.add_argument("--num_compositions", type=int,
-                      default=tuning.TuningConfig.num_compositions)
+                      default=tuning.OffPolicyConfig().num_compositions)
   parser.add_argument("--minibatches_per_update", type=int,
-                      default=tuning.TuningConfig.minibatches_per_update)
+                      default=tuning.OffPolicyConfig().minibatches_per_update)
   parser.add_argument("--iterations", type=int, default=40,
                       help="timed iterations (B notes each) per measurement")
   parser.add_argument("--full_run", action="store_true",
