@@ -30,10 +30,12 @@ Signatures (all inputs validated in the graph; violations raise
   initial_state
       batch_size int32 [] -> the zero state, named as ``step``'s state inputs.
 
-Sampling: next note = argmax(policy_logits + temperature * Gumbel noise), an
-exact sample of softmax(policy_logits / temperature) (the greedy argmax at 0),
-the noise drawn statelessly from (seed, step). The networks run through
-export/fused_lstm.py (same math as NoteRNN.step, fewer ops per step).
+Sampling is rl_tuner_tf/compose.py's loop and random scheme: next note =
+argmax(policy_logits + temperature * Gumbel noise), an exact sample of
+softmax(policy_logits / temperature) (the greedy argmax at 0), the noise drawn
+statelessly from (seed, step): the evaluation and sample_note_rnn give the
+same melodies for the same primer, temperature and seed. The networks run
+through export/fused_lstm.py (same math as NoteRNN.step, fewer ops per step).
 
 State tensor names: ``q_h0, q_c0, q_h1, ...`` for the policy network and
 ``reward_h0, reward_c0, ...`` for the Reward RNN (a bare Note RNN export has
@@ -42,11 +44,11 @@ only the ``reward_*`` ones), each float32 [B, units of that layer].
 import inspect
 
 from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
-import numpy as np
 import tensorflow as tf
 
 from data_pipeline.encoding import NUM_CLASSES
 from export import fused_lstm
+from rl_tuner_tf import compose
 from rl_tuner_tf import melody_policy
 
 # Documented serving limits (also exported flags of export.saved_model).
@@ -57,11 +59,6 @@ DEFAULT_MAX_BATCH = 4096
 # training environment (rl_tuner_tf/melody_environment.py; reference section 3:
 # the original draws 0..36, never 37). Set random_note_max=37 for all classes.
 DEFAULT_RANDOM_NOTE_MAX = 36
-# Second word of the stateless seed pair used for the random primer; the
-# generation steps use 0, 1, 2, ... so the streams never collide.
-_PRIMER_STREAM = -1
-# Smallest positive float32: keeps the Gumbel noise finite (0 * inf = nan).
-_TINY = float(np.finfo(np.float32).tiny)
 
 
 def _state_names(prefix, layer_sizes):
@@ -221,20 +218,6 @@ class MelodyGenerator(tf.Module):
         self._fused_weights(), tokens, self._to_packed(state))
     return action_values, reward_logits, self._to_flat(new_packed)
 
-  def _choose(self, logits, temperature, seed, t):
-    """The next note: argmax(logits + temperature * Gumbel noise).
-
-    For temperature > 0 this is an exact sample of softmax(logits /
-    temperature) (the Gumbel-max trick); at temperature 0 it is the greedy
-    argmax. The noise is stateless, seeded by (seed, t): same seed, same
-    melody (for a given device type and TF version).
-    """
-    uniform = tf.random.stateless_uniform(
-        tf.shape(logits), seed=tf.stack([seed, tf.cast(t, tf.int64)]),
-        minval=_TINY, maxval=1.0)
-    gumbel = -tf.math.log(-tf.math.log(uniform))
-    return tf.argmax(logits + temperature * gumbel, axis=-1, output_type=tf.int32)
-
   # -- validation -------------------------------------------------------------
   def _check_batch(self, batch_size, what):
     return [
@@ -287,49 +270,25 @@ class MelodyGenerator(tf.Module):
       num_steps = tf.identity(num_steps)
     # A uniformly random first note (reference section 3: the composition is
     # primed with a random note and a zero LSTM state).
-    primer = tf.random.stateless_uniform(
-        [batch_size, 1], seed=tf.stack([seed, tf.constant(_PRIMER_STREAM, tf.int64)]),
-        minval=0, maxval=self.random_note_max + 1, dtype=tf.int32)
+    primer = compose.random_primer(batch_size, seed, self.random_note_max)
     outputs = self._run(primer, num_steps, temperature, seed)
     outputs["primer"] = primer
     return outputs
 
   def _run(self, primer, num_steps, temperature, seed):
-    """The in-graph composition loop. primer [B, T] (validated)."""
-    batch_size = tf.shape(primer)[0]
-    primer_len = tf.shape(primer)[1]
+    """compose.py's loop over the fused networks. primer [B, T] (validated)."""
     weights = self._fused_weights()
-    state = self._to_packed(self.zero_state(batch_size))
 
-    # Prime: every primer token but the last sets the state; the last one is
-    # the first "previous note" of the composition loop.
-    def prime_body(i, state):
-      _, _, new_state = self._fused_step(weights, primer[:, i], state)
-      return i + 1, new_state
+    def step(previous, packed):
+      action_values, reward_logits, packed = self._fused_step(
+          weights, previous, list(packed))
+      return (melody_policy.policy_logits(self.kind, action_values,
+                                          reward_logits),
+              reward_logits, tuple(packed))
 
-    _, state = tf.while_loop(
-        lambda i, _: i < primer_len - 1, prime_body, (tf.constant(0), state))
-
-    tokens_ta = tf.TensorArray(tf.int32, size=num_steps, element_shape=[None])
-    log_p_ta = tf.TensorArray(tf.float32, size=num_steps, element_shape=[None])
-
-    def body(t, prev, state, tokens_ta, log_p_ta):
-      action_values, reward_logits, new_state = self._fused_step(
-          weights, prev, state)
-      logits = melody_policy.policy_logits(self.kind, action_values, reward_logits)
-      token = self._choose(logits, temperature, seed, t)
-      # log p(a|s) under the Reward RNN (reference section 4: logit minus
-      # log-sum-exp of the 38 logits).
-      log_p = tf.gather(tf.nn.log_softmax(reward_logits, axis=-1), token,
-                        axis=1, batch_dims=1)
-      return (t + 1, token, new_state, tokens_ta.write(t, token),
-              log_p_ta.write(t, log_p))
-
-    _, _, _, tokens_ta, log_p_ta = tf.while_loop(
-        lambda t, *_: t < num_steps, body,
-        (tf.constant(0), primer[:, -1], state, tokens_ta, log_p_ta))
-    return {"tokens": tf.transpose(tokens_ta.stack()),
-            "log_p": tf.transpose(log_p_ta.stack())}
+    state = tuple(self._to_packed(self.zero_state(tf.shape(primer)[0])))
+    out = compose.compose(step, primer, num_steps, temperature, seed, state)
+    return {"tokens": out["tokens"], "log_p": out["log_p"]}
 
   def _step_signature(self, token, *state):
     batch_size = tf.shape(token)[0]

@@ -34,8 +34,9 @@ TUNED_CONFIG = "tuned.json"
 def check_model_kind(kind: str) -> None:
   """Raises ValueError unless ``kind`` is the Note RNN or a registered
   algorithm (algorithms.model_kinds())."""
-  if kind != algorithms.NOTE_RNN:
-    algorithms.get(kind)
+  if kind not in algorithms.model_kinds():
+    raise ValueError(f"unknown model kind {kind!r}; expected one of "
+                     f"{', '.join(algorithms.model_kinds())}")
 
 
 def check_algorithm(algorithm: str) -> None:

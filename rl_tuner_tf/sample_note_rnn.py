@@ -9,8 +9,9 @@ r"""Melodies from the Note RNN alone, written as MIDI.
 Each melody is the primer followed by `num_steps` sampled 16th-note steps:
 the primer (one note, or the first melody of a MIDI file) is run through the
 LSTM, then every step draws the next class from softmax(logits / temperature)
-(temperature 0: argmax) and feeds it back.  All melodies are sampled together
-in one tf.function (a tf.while_loop over steps, batched over melodies).
+(temperature 0: argmax) and feeds it back: rl_tuner_tf/compose.py's loop and
+random scheme, so a seed gives what the evaluation and the exported
+SavedModel give for the same primer.
 """
 import os
 import sys
@@ -20,41 +21,33 @@ import numpy as np
 import tensorflow as tf
 
 from data_pipeline import encoding
+from rl_tuner_tf import compose
 from rl_tuner_tf import note_rnn
 
 
 class NoteRNNSampler:
-  """Batched autoregressive sampling from a NoteRNN (graph-compiled)."""
+  """Batched sampling from a NoteRNN: compose.py's loop and random scheme,
+  the same as the evaluation's and the exported SavedModel's."""
 
   def __init__(self, model):
     self.model = model
     self._sample = tf.function(self._sample_impl)
 
-  def _sample_impl(self, primers, num_steps, temperature, seed, greedy):
+  def _sample_impl(self, primers, num_steps, temperature, seed):
     model = self.model
-    batch = tf.shape(primers)[0]
-    if primers.shape[1] > 1:  # static: primer length is part of the trace
-      _, state = model(primers[:, :-1])
-    else:
-      state = model.zero_state(batch)
-    last = primers[:, -1]
-    out = tf.TensorArray(tf.int32, size=num_steps)
-    for i in tf.range(num_steps):
-      logits, state = model.step(last, state)
-      if greedy:
-        nxt = tf.argmax(logits, axis=-1, output_type=tf.int32)
-      else:
-        nxt = tf.random.stateless_categorical(
-            logits / temperature, 1, seed=tf.stack([seed, tf.cast(i, tf.int64)]),
-            dtype=tf.int32)[:, 0]
-      out = out.write(i, nxt)
-      last = nxt
-    return tf.transpose(out.stack())  # [B, num_steps]
+
+    def step(previous, state):
+      logits, state = model.step(previous, state)
+      return logits, logits, state
+
+    out = compose.compose(step, primers, num_steps, temperature, seed,
+                          model.zero_state(tf.shape(primers)[0]))
+    return out["tokens"]  # [B, num_steps]
 
   def sample(self, primers, num_steps, temperature=1.0, seed=0):
     """primers int [B, P] (P >= 1) -> sampled int32 [B, num_steps] (no primer).
 
-    temperature > 0 scales the logits; temperature == 0 takes the argmax.
+    temperature > 0 samples softmax(logits / temperature); 0 takes the argmax.
     """
     primers = tf.convert_to_tensor(np.asarray(primers, np.int32))
     if primers.shape.rank != 2 or primers.shape[1] < 1:
@@ -66,10 +59,9 @@ class NoteRNNSampler:
       raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     if not temperature >= 0:
       raise ValueError(f"temperature must be >= 0, got {temperature}")
-    greedy = temperature == 0
     return self._sample(primers, tf.constant(num_steps, tf.int32),
-                        tf.constant(1.0 if greedy else temperature, tf.float32),
-                        tf.constant(seed, tf.int64), greedy).numpy()
+                        tf.constant(temperature, tf.float32),
+                        tf.constant(seed, tf.int64)).numpy()
 
 
 def note_primer(pitch):

@@ -9,8 +9,10 @@ Q / RL-only softmax(Q) (Eq. 5 sampled), Psi softmax(Psi) (Eq. 12), G
 softmax(G + log p) (Eq. 14)). The log p(a|s) of every sampled note under the
 Reward RNN (the Note RNN) is recorded with it.
 
-All 32 steps run in one ``tf.function`` (a graph loop); batches of melodies
-are drawn with stateless random ops, so a seed gives the same melodies.
+The loop and its randomness are compose.py's, the same as
+``sample_note_rnn``'s and the exported SavedModel's: batch i of melodies is
+composed with the seed seed + i * 2**32, so a seed gives the same melodies,
+and a single batch gives what the other tools give for that seed.
 The log pi(a|s) of each note under the sampling policy is recorded too
 (``return_log_pi``): the KL-regularised objective needs it (objective.py).
 """
@@ -21,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_pipeline import encoding
+from rl_tuner_tf import compose
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf.rewards.music_theory import FIGURE2_R_MT
 
@@ -34,36 +37,29 @@ _SAMPLERS = {}
 def _build_sampler(kind, q_network, reward_rnn, num_notes, prime_classes):
   uses_q = kind != "note_rnn"
 
+  def step(previous, state):
+    q_state, reward_state = state
+    reward_logits, reward_state = reward_rnn.step(previous, reward_state)
+    if uses_q:
+      action_values, q_state = q_network.step(previous, q_state)
+    else:
+      action_values = reward_logits
+    return (melody_policy.policy_logits(kind, action_values, reward_logits),
+            reward_logits, (q_state, reward_state))
+
   @tf.function(input_signature=[tf.TensorSpec([], tf.int32),
-                                tf.TensorSpec([2], tf.int32)])
-  def sample(batch_size, seed):
-    seeds = tf.random.experimental.stateless_split(seed, num_notes + 1)
-    previous = tf.random.stateless_uniform(
-        [batch_size], seeds[0], 0, prime_classes, dtype=tf.int32)
-    reward_state = reward_rnn.zero_state(batch_size)
-    q_state = q_network.zero_state(batch_size) if uses_q else ()
-    tokens = tf.TensorArray(tf.int32, size=num_notes)
-    log_ps = tf.TensorArray(tf.float32, size=num_notes)
-    log_pis = tf.TensorArray(tf.float32, size=num_notes)
-    for t in tf.range(num_notes):
-      reward_logits, reward_state = reward_rnn.step(previous, reward_state)
-      if uses_q:
-        action_values, q_state = q_network.step(previous, q_state)
-      else:
-        action_values = reward_logits
-      logits = melody_policy.policy_logits(kind, action_values, reward_logits)
-      action = tf.random.stateless_categorical(
-          logits, 1, seeds[t + 1], dtype=tf.int32)[:, 0]
-      log_p = tf.gather(tf.nn.log_softmax(reward_logits, axis=-1), action,
-                        axis=1, batch_dims=1)
-      log_pi = tf.gather(tf.nn.log_softmax(logits, axis=-1), action, axis=1,
-                         batch_dims=1)
-      tokens = tokens.write(t, action)
-      log_ps = log_ps.write(t, log_p)
-      log_pis = log_pis.write(t, log_pi)
-      previous = action
-    return (tf.transpose(tokens.stack()), tf.transpose(log_ps.stack()),
-            tf.transpose(log_pis.stack()))
+                                tf.TensorSpec([], tf.int64),
+                                tf.TensorSpec([None, None], tf.int32)])
+  def sample(batch_size, seed, primer):
+    """primer [0, 0]: a random note per melody (the paper's protocol)."""
+    primer = tf.cond(
+        tf.size(primer) > 0,
+        lambda: tf.broadcast_to(primer, [batch_size, tf.shape(primer)[1]]),
+        lambda: compose.random_primer(batch_size, seed, prime_classes - 1))
+    state = (q_network.zero_state(batch_size) if uses_q else (),
+             reward_rnn.zero_state(batch_size))
+    out = compose.compose(step, primer, num_notes, 1.0, seed, state)
+    return out["tokens"], out["log_p"], out["log_pi"]
 
   return sample
 
@@ -83,7 +79,8 @@ def _sampler(kind, q_network, reward_rnn, num_notes, prime_classes):
 
 def generate_melodies(kind, q_network, reward_rnn, num_melodies, seed,
                       num_notes=32, batch_size=DEFAULT_BATCH_SIZE,
-                      prime_all_classes=False, return_log_pi=False):
+                      prime_all_classes=False, return_log_pi=False,
+                      primer=None):
   """Samples melodies from a model's policy.
 
   kind: "note_rnn", "q", "psi", "g" or "rl_only".
@@ -92,6 +89,8 @@ def generate_melodies(kind, q_network, reward_rnn, num_melodies, seed,
   Returns (tokens np.int32 [N, num_notes], log_p np.float32 [N, num_notes]):
   the notes and their log p(a|s) under reward_rnn; with return_log_pi also
   log pi(a|s) [N, num_notes] under the policy they were sampled from.
+  primer: None (a random note per melody), or tokens [P] (every melody) or
+  [N, P]; its last token is the first one the model reads.
   """
   melody_policy.check_model_kind(kind)
   if kind != "note_rnn" and q_network is None:
@@ -104,12 +103,23 @@ def generate_melodies(kind, q_network, reward_rnn, num_melodies, seed,
                    else ORIGINAL_PRIME_CLASSES)
   fn = _sampler(kind, q_network if kind != "note_rnn" else None, reward_rnn,
                 int(num_notes), prime_classes)
+  primer = (np.zeros([0, 0], np.int32) if primer is None else
+            np.asarray(primer, np.int32).reshape(
+                [-1, np.shape(primer)[-1]]))
+  if primer.size and (primer.min() < 0 or primer.max() >= encoding.NUM_CLASSES):
+    raise ValueError(f"primer tokens must be classes 0..{encoding.NUM_CLASSES - 1}")
+  if primer.shape[0] > 1 and primer.shape[0] != int(num_melodies):
+    raise ValueError(f"a primer per melody needs {num_melodies} rows, got "
+                     f"{primer.shape[0]}")
   tokens, log_ps, log_pis = [], [], []
   for i, start in enumerate(range(0, int(num_melodies), int(batch_size))):
     n = min(int(batch_size), int(num_melodies) - start)
-    # One stateless seed per batch: (seed, batch index).
+    # Batch i composes with the seed seed + i * 2**32 (compose.py's scheme):
+    # a single batch is what the SavedModel and sample_note_rnn write.
     t, lp, lpi = fn(tf.constant(n, tf.int32),
-                    tf.constant([int(seed) % (2**31 - 1), i], tf.int32))
+                    tf.constant(int(seed) + (i << 32), tf.int64),
+                    tf.constant(primer[start:start + n] if primer.shape[0] > 1
+                                else primer, tf.int32))
     tokens.append(t.numpy())
     log_ps.append(lp.numpy())
     log_pis.append(lpi.numpy())
