@@ -18,7 +18,7 @@ class LoopTuner(tuning.Tuner):
   """The pre-compilation update loop, kept here as the reference."""
 
   def _train_updates(self):
-    cfg = self.config
+    cfg = self.config.off_policy
 
     items = self.replay_buffer.sample_steps(
         self.replay_generator,
