@@ -287,8 +287,8 @@ class MelodyGenerator(tf.Module):
               reward_logits, tuple(packed))
 
     state = tuple(self._to_packed(self.zero_state(tf.shape(primer)[0])))
-    out = compose.compose(step, primer, num_steps, temperature, seed, state)
-    return {"tokens": out["tokens"], "log_p": out["log_p"]}
+    return compose.compose(step, primer, num_steps, temperature, seed, state,
+                           with_log_pi=False)
 
   def _step_signature(self, token, *state):
     batch_size = tf.shape(token)[0]

@@ -71,13 +71,15 @@ def prime_by_steps(step: Step) -> Prime:
 
 def compose(step: Step, primer: tf.Tensor, num_steps: tf.Tensor,
             temperature: tf.Tensor, seed: tf.Tensor, state: Any,
-            prime: Optional[Prime] = None) -> Dict[str, tf.Tensor]:
+            prime: Optional[Prime] = None,
+            with_log_pi: bool = True) -> Dict[str, tf.Tensor]:
   """The composition loop (module docstring); in a tf.function.
 
   state: the networks' zero state for B melodies (any nest of tensors).
   prime: how the primer's leading tokens set the state (default: ``step``
   over them; a sequence call is the same state, faster).
-  Returns {"tokens", "log_p", "log_pi"}: each [B, num_steps].
+  Returns {"tokens", "log_p", "log_pi"}: each [B, num_steps] ("log_pi"
+  only with_log_pi: a server that does not return it skips its work).
   """
   primer = tf.convert_to_tensor(primer, tf.int32)
   state = (prime or prime_by_steps(step))(primer[:, :-1], state)
@@ -89,14 +91,18 @@ def compose(step: Step, primer: tf.Tensor, num_steps: tf.Tensor,
     token = choose(policy_logits, temperature, seed, t)
     log_p = tf.gather(tf.nn.log_softmax(prior_logits, axis=-1), token,
                       axis=1, batch_dims=1)
-    log_pi = tf.gather(tf.nn.log_softmax(policy_logits, axis=-1), token,
-                       axis=1, batch_dims=1)
+    if with_log_pi:
+      log_pis = log_pis.write(t, tf.gather(
+          tf.nn.log_softmax(policy_logits, axis=-1), token, axis=1,
+          batch_dims=1))
     return (t + 1, token, state, tokens.write(t, token),
-            log_ps.write(t, log_p), log_pis.write(t, log_pi))
+            log_ps.write(t, log_p), log_pis)
 
   _, _, _, tokens, log_ps, log_pis = tf.while_loop(
       lambda t, *_: t < num_steps, body,
       (tf.constant(0), primer[:, -1], state) + tuple(arrays))
-  return {"tokens": tf.transpose(tokens.stack()),
-          "log_p": tf.transpose(log_ps.stack()),
-          "log_pi": tf.transpose(log_pis.stack())}
+  out = {"tokens": tf.transpose(tokens.stack()),
+         "log_p": tf.transpose(log_ps.stack())}
+  if with_log_pi:
+    out["log_pi"] = tf.transpose(log_pis.stack())
+  return out

@@ -41,7 +41,8 @@ class NoteRNNSampler:
       return logits, logits, state
 
     out = compose.compose(step, primers, num_steps, temperature, seed,
-                          model.zero_state(tf.shape(primers)[0]))
+                          model.zero_state(tf.shape(primers)[0]),
+                          with_log_pi=False)
     return out["tokens"]  # [B, num_steps]
 
   def sample(self, primers, num_steps, temperature=1.0, seed=0):
