@@ -27,6 +27,7 @@ never holds half a batch.
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
+from rl_tuner_tf import configuration
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import tuner_base
 from rl_tuner_tf.agents import policies
@@ -38,6 +39,11 @@ class OnPolicyTuner(tuner_base.TunerBase):
   compositions), the clipped surrogate update (PG-5) over minibatches.
   Subclasses give the advantages (and PPO its value network)."""
   ALGORITHM = None  # the algorithm a subclass runs
+
+  @classmethod
+  def check_config(cls, config) -> None:
+    """Raises configuration.ConfigError for settings this method cannot run
+    (TuningConfig asks when it is built)."""
 
   def __init__(self, config, note_rnn_model, primer=None, reward_weights=None):
     if config.algorithm != self.ALGORITHM:
@@ -312,6 +318,18 @@ class RLOOTuner(OnPolicyTuner):
   """RLOO: k compositions per primer, each one's return against the mean of
   the other k - 1 (PG-7); no value network."""
   ALGORITHM = "rloo"
+
+  @classmethod
+  def check_config(cls, config) -> None:
+    k, b = config.rloo.k, config.pg.num_compositions
+    if k < 2:
+      raise configuration.ConfigError(
+          "rloo_k", f"must be >= 2 (a leave-one-out baseline needs another "
+          f"sample) (got {k})")
+    if b % k:
+      raise configuration.ConfigError(
+          "pg_num_compositions", f"must be a multiple of rloo_k ({k}) (got "
+          f"{b})")
 
   def _primer_group_size(self):
     return self.config.rloo.k

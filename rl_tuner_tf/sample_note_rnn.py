@@ -13,8 +13,10 @@ LSTM, then every step draws the next class from softmax(logits / temperature)
 random scheme, so a seed gives what the evaluation and the exported
 SavedModel give for the same primer.
 """
+import dataclasses
 import os
 import sys
+from typing import Any, Callable, List, Optional, Tuple
 
 from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import numpy as np
@@ -22,6 +24,7 @@ import tensorflow as tf
 
 from data_pipeline import encoding
 from rl_tuner_tf import compose
+from rl_tuner_tf import configuration
 from rl_tuner_tf import note_rnn
 
 
@@ -103,68 +106,87 @@ def write_midi(melodies, output_dir, qpm=encoding.DEFAULT_QPM, prefix="note_rnn"
   return paths
 
 
-def _define_flags():
+_setting = configuration.setting
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleConfig(configuration.Values):
+  """What ``python -m rl_tuner_tf.sample_note_rnn`` samples (its flags)."""
+  checkpoint_dir: str = _setting(
+      note_rnn.SHIPPED_CHECKPOINT_DIR, "Note RNN folder written by "
+      "note_rnn.save (default: the shipped checkpoint).")
+  layer_sizes: Optional[Tuple[int, ...]] = _setting(
+      None, "Expected layer sizes, e.g. 64,64 (default: the checkpoint's); a "
+      "mismatch is an error.", check=configuration.optional(
+          lambda sizes: None if sizes and min(sizes) > 0
+          else "must be positive integers like 100 or 64,64"))
+  primer_note: int = _setting(
+      60, "Primer MIDI pitch (48..83).",
+      check=configuration.in_range(encoding.MIN_PITCH, encoding.MAX_PITCH))
+  primer_midi: Optional[str] = _setting(
+      None, "Primer MIDI file (its first melody); overrides --primer_note.")
+  primer_steps: int = _setting(
+      0, "Use at most this many steps of --primer_midi (0: all).",
+      check=lambda v: None if v >= 0 else "must be >= 0")
+  num_melodies: int = _setting(4, "Melodies to sample.",
+                               check=configuration.positive_int)
+  num_steps: int = _setting(64, "Steps to sample after the primer.",
+                            check=configuration.positive_int)
+  temperature: float = _setting(1.0, "Softmax temperature (0: argmax).",
+                                check=configuration.non_negative)
+  seed: int = _setting(0, "Sampling seed.")
+  qpm: float = _setting(encoding.DEFAULT_QPM, "Tempo of the MIDI files.",
+                        check=configuration.positive)
+  output_dir: str = _setting(os.path.join("runs", "note_rnn_samples"),
+                             "Where the MIDI files go.")
+
+
+def sample(config: SampleConfig,
+           log: Callable[[str], Any] = print) -> List[str]:
+  """Samples config.num_melodies melodies after the primer and writes them
+  as MIDI; returns the paths."""
+  primer = (midi_primer(config.primer_midi, config.primer_steps)
+            if config.primer_midi else note_primer(config.primer_note))
+  model = note_rnn.load(config.checkpoint_dir, layer_sizes=config.layer_sizes)
+  primers = np.tile(primer[np.newaxis], [config.num_melodies, 1])
+  sampled = NoteRNNSampler(model).sample(primers, config.num_steps,
+                                         config.temperature, config.seed)
+  melodies = np.concatenate([primers, sampled], axis=1)
+  paths = write_midi(melodies, config.output_dir, qpm=config.qpm)
+  for path, tokens in zip(paths, melodies):
+    log(f"{path}: {' '.join(map(str, tokens))}")
+  return paths
+
+
+def define_flags(flag_values=None):
+  """One flag per SampleConfig field, on ``flag_values`` (default FLAGS)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string("checkpoint_dir", note_rnn.SHIPPED_CHECKPOINT_DIR,
-                      "Note RNN folder written by note_rnn.save (default: the "
-                      "shipped checkpoint).")
-  flags.DEFINE_string("layer_sizes", None,
-                      "Expected layer sizes, e.g. 64,64 (default: the "
-                      "checkpoint's); a mismatch is an error.")
-  flags.DEFINE_integer("primer_note", 60, "Primer MIDI pitch (48..83).")
-  flags.DEFINE_string("primer_midi", None,
-                      "Primer MIDI file (its first melody); overrides "
-                      "--primer_note.")
-  flags.DEFINE_integer("primer_steps", 0,
-                       "Use at most this many steps of --primer_midi (0: all).")
-  flags.DEFINE_integer("num_melodies", 4, "Melodies to sample.")
-  flags.DEFINE_integer("num_steps", 64, "Steps to sample after the primer.")
-  flags.DEFINE_float("temperature", 1.0, "Softmax temperature (0: argmax).")
-  flags.DEFINE_integer("seed", 0, "Sampling seed.")
-  flags.DEFINE_float("qpm", encoding.DEFAULT_QPM, "Tempo of the MIDI files.")
-  flags.DEFINE_string("output_dir", os.path.join("runs", "note_rnn_samples"),
-                      "Where the MIDI files go.")
-  return flags.FLAGS
+  flag_values = flag_values if flag_values is not None else flags.FLAGS
+  configuration.define_flags(SampleConfig, flag_values)
+  return flag_values
 
 
-def main(argv):
+def main(argv, flag_values=None):
   from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
   from data_pipeline import convert  # pylint: disable=g-import-not-at-top
-  from rl_tuner_tf import train_note_rnn  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  f = _FLAGS
-  for name in ("num_melodies", "num_steps"):
-    if f[name].value < 1:
-      raise app.UsageError(f"--{name} must be >= 1, got {f[name].value}")
-  if not f.temperature >= 0:
-    raise app.UsageError(f"--temperature must be >= 0, got {f.temperature}")
-  if f.primer_steps < 0:
-    raise app.UsageError(f"--primer_steps must be >= 0, got {f.primer_steps}")
-  if f.qpm <= 0:
-    raise app.UsageError(f"--qpm must be > 0, got {f.qpm}")
+  flag_values = flag_values if flag_values is not None else flags.FLAGS
   try:
-    layer_sizes = (train_note_rnn.parse_layer_sizes(f.layer_sizes)
-                   if f.layer_sizes else None)
-    primer = (midi_primer(f.primer_midi, f.primer_steps) if f.primer_midi
-              else note_primer(f.primer_note))
-    model = note_rnn.load(f.checkpoint_dir, layer_sizes=layer_sizes)
+    config = SampleConfig.from_settings(
+        configuration.given_flags(SampleConfig, flag_values))
+  except configuration.ConfigError as e:
+    raise app.UsageError(str(e)) from None
+  try:
+    sample(config)
   except (ValueError, FileNotFoundError, convert.UnusableFileError) as e:
     # (ValueError includes note_rnn.CheckpointMismatchError)
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(1)
-  primers = np.tile(primer[np.newaxis], [f.num_melodies, 1])
-  sampled = NoteRNNSampler(model).sample(primers, f.num_steps, f.temperature,
-                                         f.seed)
-  melodies = np.concatenate([primers, sampled], axis=1)
-  paths = write_midi(melodies, f.output_dir, qpm=f.qpm)
-  for path, tokens in zip(paths, melodies):
-    print(f"{path}: {' '.join(map(str, tokens))}")
 
-
-_FLAGS = None
 
 if __name__ == "__main__":
   from data_pipeline import console  # pylint: disable=g-import-not-at-top
-  _FLAGS = _define_flags()
+  define_flags()
   console.run(main)

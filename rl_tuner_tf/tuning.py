@@ -264,15 +264,9 @@ class TuningConfig(configuration.Values):
         raise ConfigError("reward_weights",
                           f"{rule}'s weight must be finite (got {weight})")
     if self.is_on_policy:
-      if self.algorithm == "rloo":
-        if self.rloo.k < 2:
-          raise ConfigError("rloo_k", "must be >= 2 (a leave-one-out "
-                            f"baseline needs another sample) (got "
-                            f"{self.rloo.k})")
-        if self.pg.num_compositions % self.rloo.k:
-          raise ConfigError("pg_num_compositions", f"must be a multiple of "
-                            f"rloo_k ({self.rloo.k}) (got "
-                            f"{self.pg.num_compositions})")
+      tuner = on_policy_tuning.TUNERS.get(self.algorithm)
+      if tuner is not None:
+        tuner.check_config(self)
       if self.num_notes % self.notes_per_iteration():
         raise ConfigError(
             "num_notes", "must be a multiple of pg_num_compositions x "

@@ -1,4 +1,4 @@
-"""Every command line of the tuning, evaluation and Note RNN training jobs
+"""Every command line of the tuning, evaluation, Note RNN training and sampling jobs
 written in the README, WORKSPACE.md and docs/ still parses: its flags exist
 (renamed ones kept as aliases) and the tuning settings it gives resolve to
 a valid configuration. Nothing runs."""
@@ -11,14 +11,16 @@ from absl import flags
 import pytest
 
 from rl_tuner_tf import evaluate
+from rl_tuner_tf import sample_note_rnn
 from rl_tuner_tf import train
 from rl_tuner_tf import train_note_rnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = {"rl_tuner_tf.train": train, "rl_tuner_tf.evaluate": evaluate,
-           "rl_tuner_tf.train_note_rnn": train_note_rnn}
+           "rl_tuner_tf.train_note_rnn": train_note_rnn,
+           "rl_tuner_tf.sample_note_rnn": sample_note_rnn}
 _COMMAND = re.compile(r"python -m (rl_tuner_tf\.(?:train_note_rnn|train|"
-                      r"evaluate))\b([^`\n]*)")
+                      r"evaluate|sample_note_rnn))\b([^`\n]*)")
 
 
 def documented_commands():
