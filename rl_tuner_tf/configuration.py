@@ -64,6 +64,21 @@ def non_negative(value: Any) -> Optional[str]:
   return None if math.isfinite(value) and value >= 0 else "must be >= 0"
 
 
+def at_least(minimum: int) -> Check:
+  """Check: an integer >= minimum."""
+  def check(value):
+    if isinstance(value, bool) or not isinstance(value, int):
+      return "must be an integer"
+    return None if value >= minimum else f"must be >= {minimum}"
+  return check
+
+
+def positive_ints(value: Any) -> Optional[str]:
+  """Check: one or more positive integers (layer sizes)."""
+  return (None if value and min(value) > 0
+          else "must be positive integers like 100 or 64,64")
+
+
 def in_range(low: float, high: float, *, open_low: bool = False) -> Check:
   """Check: low <= value <= high (low < value with open_low)."""
   def check(value):
@@ -87,7 +102,6 @@ class Setting:
   path: Tuple[str, ...]     # attribute path from the root
   field: dataclasses.Field
   type: Any                 # the field's type (Optional unwrapped)
-  optional: bool            # None allowed
 
   @property
   def help(self) -> str:
@@ -164,12 +178,12 @@ class Values:
     """The leaves of this class's tree, in field order."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
-      kind, may_be_none = _unwrap(hints[field.name])
+      kind, _ = _unwrap(hints[field.name])
       if isinstance(kind, type) and issubclass(kind, Values):
         yield from kind.settings(prefix, path + (field.name,))
       else:
         yield Setting(prefix + cls.PREFIX + field.name, path + (field.name,),
-                      field, kind, may_be_none)
+                      field, kind)
 
   @classmethod
   def setting_names(cls) -> Tuple[str, ...]:
@@ -211,10 +225,6 @@ class Values:
         if name in settings:
           kwargs[field.name] = settings[name]
     return cls(**kwargs)
-
-  def replace(self, **settings: Any) -> "Values":
-    """A copy with these settings changed (flat names), validated."""
-    return type(self).from_settings(dict(self.to_settings(), **settings))
 
 
 def _normalised(value, kind):

@@ -118,8 +118,7 @@ class SampleConfig(configuration.Values):
   layer_sizes: Optional[Tuple[int, ...]] = _setting(
       None, "Expected layer sizes, e.g. 64,64 (default: the checkpoint's); a "
       "mismatch is an error.", check=configuration.optional(
-          lambda sizes: None if sizes and min(sizes) > 0
-          else "must be positive integers like 100 or 64,64"))
+          configuration.positive_ints))
   primer_note: int = _setting(
       60, "Primer MIDI pitch (48..83).",
       check=configuration.in_range(encoding.MIN_PITCH, encoding.MAX_PITCH))
@@ -127,7 +126,7 @@ class SampleConfig(configuration.Values):
       None, "Primer MIDI file (its first melody); overrides --primer_note.")
   primer_steps: int = _setting(
       0, "Use at most this many steps of --primer_midi (0: all).",
-      check=lambda v: None if v >= 0 else "must be >= 0")
+      check=configuration.at_least(0))
   num_melodies: int = _setting(4, "Melodies to sample.",
                                check=configuration.positive_int)
   num_steps: int = _setting(64, "Steps to sample after the primer.",

@@ -49,6 +49,7 @@ from rl_tuner_tf import configuration
 from rl_tuner_tf import grid
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf import presets
+from rl_tuner_tf import runner
 from rl_tuner_tf import tuning
 from rl_tuner_tf import tuning_job
 
@@ -271,7 +272,7 @@ def main(argv: List[str], flag_values: flags.FlagValues = FLAGS) -> None:
       print(f"ERROR: {e}", file=sys.stderr)
       sys.exit(2)
   print(f"Tuning done: {len(specs)} run(s) in "
-        f"{tuning_job.format_seconds(time.time() - started)}")
+        f"{runner.format_seconds(time.time() - started)}")
   if flag_values.report:
     evaluate_and_report(output_dir, run, flag_values.report_melodies,
                         dims["seed"][0])

@@ -76,8 +76,7 @@ class TrainConfig(configuration.Values):
   flag of ``python -m rl_tuner_tf.train_note_rnn``."""
   layer_sizes: Tuple[int, ...] = _setting(
       note_rnn.DEFAULT_LAYER_SIZES, "LSTM layer sizes, e.g. 100 or 64,64.",
-      check=lambda sizes: None if sizes and min(sizes) > 0
-      else "must be positive integers like 100 or 64,64")
+      check=configuration.positive_ints)
   batch_size: int = _setting(128, "Windows per batch.",
                              check=configuration.positive_int)
   num_steps: int = _setting(30000, "Total training steps.",
@@ -98,7 +97,7 @@ class TrainConfig(configuration.Values):
   num_masked_steps: int = _setting(
       8, "Leading prediction steps of each sequence left out of the loss "
       "(paper 8; original 32).",
-      check=lambda v: None if v >= 0 else "must be an integer >= 0")
+      check=configuration.at_least(0))
   window_length: int = _setting(
       32, "Predictions per training window (a random crop of window_length "
       "+ 1 tokens of a melody).", check=configuration.positive_int)

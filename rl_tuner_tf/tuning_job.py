@@ -112,7 +112,6 @@ class RunConfig(configuration.Values):
 
 
 NonFiniteLossError = runner.NonFiniteLossError
-format_seconds = runner.format_seconds
 # Settings whose change would make a resumed run a different run.
 RESUME_KEYS = tuple(n for n in tuning.TuningConfig.setting_names()
                     if n != "algorithm") + ("note_rnn_checkpoint", "primer")
@@ -428,8 +427,8 @@ class _TuningJob:
                "updates": tuner.num_updates,
                "wall_seconds_this_session": round(wall, 1)})
     self.log(f"[{self.tag}] done: {notes:,} notes, {tuner.num_updates:,} "
-             f"updates in {format_seconds(wall)} this session; model saved "
-             f"to {model_dir}")
+             f"updates in {runner.format_seconds(wall)} this session; model "
+             f"saved to {model_dir}")
     return model_dir
 
   def _check_finite(self):
@@ -459,7 +458,7 @@ class _TuningJob:
         + (f"epsilon {stats['epsilon']:.3f} | " if "epsilon" in stats else "")
         + (f"objective {stats['objective']:.1f} | "
            if "objective" in stats else "")
-        + f"ETA {format_seconds(eta)}")
+        + f"ETA {runner.format_seconds(eta)}")
     with self.writer.as_default(step=notes):
       for key, value in stats.items():
         if key in ("notes", "updates"):

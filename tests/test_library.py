@@ -49,13 +49,17 @@ def test_train_evaluate_export_in_one_process(random_checkpoint, tmp_path):
   exported = exporter.export_all(str(tmp_path / "exports" / "melody"),
                                  tuned_model_dir=model_dir, max_steps=16,
                                  max_batch=4, export_tfagents_policy=False)
+  assert _served_tokens(exported).shape == (1, 8)
+
+
+def _served_tokens(exported):
+  """8 tokens after the primer [14, 16] from the exported serving model."""
   loaded = tf.saved_model.load(exported["serving"][1])
-  out = loaded.signatures["generate"](
+  return loaded.signatures["generate"](
       primer=tf.constant([[14, 16]], tf.int32),
       num_steps=tf.constant(8, tf.int32),
       temperature=tf.constant(1.0, tf.float32),
-      seed=tf.constant(1, tf.int64))
-  assert out["tokens"].numpy().shape == (1, 8)
+      seed=tf.constant(1, tf.int64))["tokens"].numpy()
 
 
 def _write_rule_module(folder, name, body):
@@ -180,11 +184,5 @@ def test_a_new_algorithm_registered_here_trains_evaluates_and_exports(
   exported = exporter.export_all(str(tmp_path / "exports" / "melody"),
                                  tuned_model_dir=model_dir, max_steps=16,
                                  max_batch=4)
-  loaded = tf.saved_model.load(exported["serving"][1])
-  out = loaded.signatures["generate"](
-      primer=tf.constant([[14, 16]], tf.int32),
-      num_steps=tf.constant(8, tf.int32),
-      temperature=tf.constant(1.0, tf.float32),
-      seed=tf.constant(1, tf.int64))
-  assert out["tokens"].numpy().shape == (1, 8)
+  assert _served_tokens(exported).shape == (1, 8)
   assert os.path.isdir(exported["tfagents_policy"][1])

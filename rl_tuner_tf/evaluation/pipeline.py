@@ -72,10 +72,10 @@ class EvaluationConfig(configuration.Values):
       check=configuration.positive_int)
   num_notes: int = configuration.setting(
       32, "Notes per melody.",
-      check=lambda v: None if v >= 8 else "must be >= 8")
+      check=configuration.at_least(8))
   num_samples: int = configuration.setting(
       5, "MIDI / WAV / piano roll per model.",
-      check=lambda v: None if v >= 0 else "must be >= 0")
+      check=configuration.at_least(0))
   token_reading: Optional[str] = configuration.setting(
       None, "How the statistics read tokens 0/1 (default: each tuned model's"
       " run setting, and theirs for the Note RNN row).",
