@@ -27,10 +27,10 @@ never holds half a batch.
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
+from rl_tuner_tf import compose
 from rl_tuner_tf import configuration
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import tuner_base
-from rl_tuner_tf.agents import policies
 from rl_tuner_tf.agents import policy_gradient as pg
 
 
@@ -112,47 +112,43 @@ class OnPolicyTuner(tuner_base.TunerBase):
 
   # -- the compiled loop ----------------------------------------------------------
   def _rollout(self):
-    """Composes B whole compositions with the current policy.
+    """Composes B whole compositions with the current policy, through
+    compose.compose (the tools' one loop and random scheme) with the
+    environment as its ``observe``; rollout k draws with
+    compose.rollout_seed(seed, k).
 
     -> dict of [B, T] tensors: inputs (the note each step reads), actions,
     r (r_MT/c), log_p, log_pi_old; and the primed LSTM states of the
     networks (policy_state, value_state).
     """
     cfg = self.config
-    b, t_max = cfg.pg.num_compositions, cfg.num_notes_in_melody
+    b = cfg.pg.num_compositions
     first = self.env.reset()  # new compositions (the primer is drawn here)
     with tf.control_dependencies(tf.nest.flatten(first)):
       policy_state = melody_environment.primed_state(
           self.q_network, self.env.primer, b)
       value_state = self._primed_value_state(b)
-    arrays = {k: tf.TensorArray(tf.int32 if k in ("inputs", "actions")
-                                else tf.float32, size=t_max)
-              for k in ("inputs", "actions", "r", "log_p", "log_pi_old")}
+    note = first.observation["note"]
 
-    def body(t, note, reward_logits, state, arrays):
-      logits, new_state = self.q_network.step(note, state)
-      action = policies.sample_from_logits(self.generator, logits)
-      log_pi = tf.gather(tf.nn.log_softmax(logits), action, axis=1,
-                         batch_dims=1)
-      log_p = tf.gather(tf.nn.log_softmax(reward_logits), action, axis=1,
-                        batch_dims=1)
-      step = self.env.step(action)  # reward r_MT / c (include_log_p=False)
-      arrays = dict(arrays)
-      for k, v in (("inputs", note), ("actions", action), ("r", step.reward),
-                   ("log_p", log_p), ("log_pi_old", log_pi)):
-        arrays[k] = arrays[k].write(t, v)
-      return (t + 1, step.observation["note"],
-              step.observation["reward_logits"], new_state, arrays)
+    def step(previous, state):  # the prior's logits come from the env
+      policy_state, prior_logits = state
+      logits, policy_state = self.q_network.step(previous, policy_state)
+      return logits, prior_logits, (policy_state, prior_logits)
 
-    _, _, _, _, arrays = tf.while_loop(
-        lambda t, *_: t < t_max, body,
-        [tf.constant(0), first.observation["note"],
-         first.observation["reward_logits"], policy_state, arrays],
-        parallel_iterations=1)
-    batch = {k: tf.transpose(a.stack()) for k, a in arrays.items()}
-    batch["policy_state"] = policy_state
-    batch["value_state"] = value_state
-    return batch
+    def observe(action, state):  # reward r_MT / c (include_log_p=False)
+      time_step = self.env.step(action)
+      return time_step.reward, (state[0],
+                                time_step.observation["reward_logits"])
+
+    rollout = self.notes_composed // self.notes_per_iteration
+    out = compose.compose(
+        step, note[:, None], cfg.num_notes_in_melody, 1.0,
+        compose.rollout_seed(cfg.seed, rollout),
+        (policy_state, first.observation["reward_logits"]), observe=observe)
+    return {"inputs": tf.concat([note[:, None], out["tokens"][:, :-1]], 1),
+            "actions": out["tokens"], "r": out["reward"],
+            "log_p": out["log_p"], "log_pi_old": out["log_pi"],
+            "policy_state": policy_state, "value_state": value_state}
 
   def _update(self, batch, advantages, returns, index):
     """One Adam step on the compositions ``index``; returns the losses."""

@@ -1,6 +1,7 @@
 """One composition loop and one random scheme (rl_tuner_tf/compose.py): the
-evaluation's sampler, sample_note_rnn and the exported SavedModel write the
-same tokens for the same model, primer, temperature and seed."""
+evaluation's sampler, sample_note_rnn, the exported SavedModel and the
+on-policy rollouts write the same tokens for the same model, primer,
+temperature and seed."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,6 +11,7 @@ from rl_tuner_tf import compose
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf import sample_note_rnn
+from rl_tuner_tf import tuning
 from rl_tuner_tf.evaluation import generate
 
 STEPS = 32
@@ -92,3 +94,28 @@ def test_choose_is_greedy_at_zero_and_samples_the_softmax():
   np.testing.assert_array_equal(drawn, again)
   other = compose.choose(logits, 1.0, tf.constant(1, tf.int64), 1).numpy()
   assert (drawn != other).any()
+
+
+def test_an_on_policy_rollout_is_what_sample_note_rnn_writes():
+  """A PPO tuner's first rollout (its policy is still the Note RNN) holds
+  the tokens sample_note_rnn writes for the same primer note and the
+  rollout's seed (compose.rollout_seed); its log pi and log p are then
+  both the Note RNN's."""
+  tf.keras.utils.set_random_seed(4)
+  source = note_rnn.NoteRNN((16,))
+  config = tuning.TuningConfig.of(
+      algorithm="ppo", num_notes_in_melody=12, pg_num_compositions=8,
+      pg_minibatches=2, num_notes=8 * 12, seed=7)
+  tuner = tuning.make_tuner(config, source)
+  batch = tf.function(tuner._rollout)()  # pylint: disable=protected-access
+  first_notes = batch["inputs"][:, :1].numpy()
+  sampled = sample_note_rnn.NoteRNNSampler(source).sample(
+      first_notes, 12, temperature=1.0,
+      seed=int(compose.rollout_seed(7, 0).numpy()))
+  np.testing.assert_array_equal(batch["actions"].numpy(), sampled)
+  np.testing.assert_array_equal(batch["inputs"][:, 1:].numpy(),
+                                sampled[:, :-1])
+  np.testing.assert_allclose(batch["log_pi_old"].numpy(),
+                             batch["log_p"].numpy(), atol=1e-5)
+  assert compose.rollout_seed(7, 1).numpy() != compose.rollout_seed(7, 0)
+  assert compose.rollout_seed(0, 0).numpy() < 0
