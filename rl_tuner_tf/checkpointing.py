@@ -19,6 +19,7 @@ another version of the job, or by another job) raises
 import glob
 import os
 import re
+from typing import Callable, List, Optional
 
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
@@ -35,12 +36,13 @@ class IncompatibleCheckpointError(NoReadableCheckpointError):
   """A readable checkpoint that does not match the objects restored into."""
 
 
-def manager(checkpoint, directory, max_to_keep=KEEP):
+def manager(checkpoint: tf.train.Checkpoint, directory: str,
+            max_to_keep: int = KEEP) -> tf.train.CheckpointManager:
   return tf.train.CheckpointManager(checkpoint, directory,
                                     max_to_keep=max(2, max_to_keep))
 
 
-def candidates(directory):
+def candidates(directory: str) -> List[str]:
   """Checkpoint prefixes in ``directory``, newest first.
 
   The union of what the ``checkpoint`` state file lists and the ``*.index``
@@ -72,7 +74,7 @@ def candidates(directory):
   return sorted(prefixes, key=lambda p: (number(p), mtime(p)), reverse=True)
 
 
-def verify(prefix):
+def verify(prefix: str) -> None:
   """Raises if the checkpoint at ``prefix`` cannot be read in full."""
   if not os.path.exists(prefix + ".index"):
     raise FileNotFoundError(f"{prefix}.index is missing")
@@ -81,8 +83,12 @@ def verify(prefix):
     reader.get_tensor(name)
 
 
-def restore_latest(checkpoint, directory, log=print, check=None,
-                   objects_for=None):
+def restore_latest(
+    checkpoint: tf.train.Checkpoint, directory: str,
+    log: Callable[[str], None] = print,
+    check: Optional[Callable[[object, str], None]] = None,
+    objects_for: Optional[Callable[[str], tf.train.Checkpoint]] = None
+) -> Optional[str]:
   """Restores the newest readable checkpoint of ``directory`` into
   ``checkpoint``; returns its path, or None when there is none.
 

@@ -488,10 +488,10 @@ class Tuner(tuner_base.TunerBase):
 
   # -- public ---------------------------------------------------------------------
   @property
-  def notes_per_iteration(self):
+  def notes_per_iteration(self) -> int:
     return self.config.off_policy.num_compositions
 
-  def read_and_reset_stats(self):
+  def read_and_reset_stats(self) -> Dict[str, float]:
     """Means since the last call: env stats, loss, Q(s,a), epsilon."""
     stats = {k: float(v) for k, v in self.env.read_and_reset_stats().items()}
     count = float(self._stats.loss_count.numpy())
@@ -507,5 +507,5 @@ class Tuner(tuner_base.TunerBase):
     return stats
 
   @property
-  def num_updates(self):
+  def num_updates(self) -> int:
     return int(self.agent.train_step_counter.numpy())

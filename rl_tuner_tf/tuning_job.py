@@ -11,7 +11,8 @@ grid; it reads no flags. In ``run_dir`` it writes:
                  a resume must have the same tuning settings
   checkpoints/   the latest state (networks, optimizer, environment, replay
                  buffer, counters): rerunning resumes from it, also after
-                 kill -9
+                 kill -9. Removed once model/ is saved (a finished run is
+                 not resumed), unless ``keep_checkpoints``
   tensorboard/   loss, mean log p, mean r_MT, each rule's mean reward, ...
   figure2.csv    step,mean_log_p,mean_r_mt of --figure2_melodies melodies of
                  the current policy every figure2_every_notes (Figure 2)
@@ -25,6 +26,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -109,6 +111,10 @@ class RunConfig(configuration.Values):
   log_every_notes: Optional[int] = _setting(
       None, "Progress line period in notes (default num_notes/50).",
       check=configuration.optional(configuration.positive_int))
+  keep_checkpoints: bool = _setting(
+      False, "Keep checkpoints/ (the full state, replay buffer included) "
+      "after the run finishes; by default a finished run keeps model/, "
+      "config.json, figure2.csv and its logs.")
 
 
 NonFiniteLossError = runner.NonFiniteLossError
@@ -326,6 +332,14 @@ def tune(config: tuning.TuningConfig, run: RunConfig, run_dir: str, *,
         _TuningJob(tuner, run, run_dir, settings, log, tag)).run()
 
 
+def _remove_tree(path: str) -> int:
+  """Deletes ``path``; returns the bytes its files held."""
+  size = sum(os.path.getsize(os.path.join(root, name))
+             for root, _, names in os.walk(path) for name in names)
+  shutil.rmtree(path, ignore_errors=True)
+  return size
+
+
 def _predates_saved_sampler(tuner, prefix):
   """A checkpoint written before the replay sampler's generator was saved
   with the run (an older version of this project)."""
@@ -429,6 +443,10 @@ class _TuningJob:
     self.log(f"[{self.tag}] done: {notes:,} notes, {tuner.num_updates:,} "
              f"updates in {runner.format_seconds(wall)} this session; model "
              f"saved to {model_dir}")
+    if not self.run_config.keep_checkpoints:
+      freed = _remove_tree(self.checkpoint_dir)
+      self.log(f"[{self.tag}] removed checkpoints/ ({freed / 2**20:,.1f} MiB;"
+               " --keep_checkpoints keeps it)")
     return model_dir
 
   def _check_finite(self):

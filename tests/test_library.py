@@ -28,6 +28,9 @@ def test_train_evaluate_export_in_one_process(random_checkpoint, tmp_path):
   model_dir = tuning_job.tune(config, run, str(run_dir / "g"),
                               log=lines.append)
   assert any("done: 400 notes" in line for line in lines), lines
+  # A finished run is lean: what later stages read, no checkpoints.
+  assert sorted(os.listdir(run_dir / "g")) == [
+      "config.json", "figure2.csv", "model", "tensorboard"]
   with open(run_dir / "g" / "config.json") as f:
     recorded = json.load(f)
   assert tuning.TuningConfig.from_settings(recorded,
@@ -94,10 +97,12 @@ def test_a_rule_module_and_weights_tune_and_are_recorded(
       algorithm="q", reward_modules=[user_rule_module],
       reward_weights={"likes_c": 3.0, "key": 0.0}, **TINY)
   run = tuning_job.RunConfig(note_rnn_checkpoint=random_checkpoint,
-                             figure2_melodies=10, log_every_notes=40)
+                             figure2_melodies=10, log_every_notes=40,
+                             keep_checkpoints=True)
   run_dir = str(tmp_path / "run" / "q")
   lines = []
   tuning_job.tune(config, run, run_dir, log=lines.append)
+  assert os.path.exists(os.path.join(run_dir, "checkpoints", "checkpoint"))
   assert "likes_c" in rewards.rule_names()
   with open(os.path.join(run_dir, "config.json")) as f:
     recorded = json.load(f)

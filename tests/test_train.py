@@ -204,3 +204,4 @@ def test_killed_run_resumes_where_its_checkpoint_is(random_checkpoint,
     steps = [int(r["step"]) for r in csv.DictReader(f)]
   assert steps == [0, 2000, 4000]
   assert os.path.exists(os.path.join(output_dir, "q", "model", "tuned.json"))
+  assert not os.path.exists(checkpoints)  # removed once model/ is saved

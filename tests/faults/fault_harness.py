@@ -282,7 +282,8 @@ class Faults:
             "--num_compositions=40", "--minibatches_per_update=1",
             "--checkpoint_every_notes=200", "--log_every_notes=200",
             "--figure2_every_notes=400", "--figure2_melodies=10",
-            "--replay_capacity=800", "--report=false", "--seed=3"]
+            "--replay_capacity=800", "--report=false", "--seed=3",
+            "--keep_checkpoints"]  # the damaged-checkpoint faults read them
 
   def evaluate_command(self, output_dir, tuned_model_dir=None):
     return [PY, "-m", "rl_tuner_tf.evaluate",
