@@ -17,6 +17,7 @@ write_single_tempo_midi).  The MIDI
 files then go through the same pipeline as any user's MIDI files.
 """
 import re
+from typing import List, Tuple
 
 import mido
 from note_seq import abc_parser
@@ -36,7 +37,7 @@ class TuneParseError(Exception):
   """Neither parser could read a tune."""
 
 
-def split_tunebook(text):
+def split_tunebook(text: str) -> Tuple[str, List[str]]:
   """Tune book text -> (file header, [tune texts]); each tune starts with X:."""
   starts = [m.start() for m in _X_LINE.finditer(text)]
   if not starts:
@@ -46,7 +47,7 @@ def split_tunebook(text):
   return header, tunes
 
 
-def tune_reference(tune_text):
+def tune_reference(tune_text: str) -> str:
   m = re.match(r"X:\s*(\S*)", tune_text)
   return m.group(1) if m else ""
 
@@ -60,7 +61,8 @@ def _normalise_key_signatures(sequence):
       key.mode = _KEY_SIGNATURE.MAJOR
 
 
-def parse_tune_note_seq(tune_text, header=""):
+def parse_tune_note_seq(tune_text: str, header: str = ""
+                        ) -> music_pb2.NoteSequence:
   """note_seq.abc_parser -> NoteSequence; raises on anything it rejects."""
   # A blank line ends a tune in ABC: keep only the first paragraph.
   body = re.split(r"\n\s*\n", tune_text.strip("\n"), maxsplit=1)[0]
@@ -122,7 +124,8 @@ def _first_voice(handler):
   return result
 
 
-def parse_tune_music21(tune_text, header=""):
+def parse_tune_music21(tune_text: str, header: str = ""
+                       ) -> music_pb2.NoteSequence:
   """music21's ABC reader -> NoteSequence (first voice, chords -> top note)."""
   # pylint: disable=g-import-not-at-top
   from music21 import abcFormat
@@ -203,7 +206,8 @@ def parse_tune_music21(tune_text, header=""):
   return sequence
 
 
-def tune_to_note_sequence(tune_text, header=""):
+def tune_to_note_sequence(tune_text: str, header: str = ""
+                          ) -> Tuple[music_pb2.NoteSequence, str]:
   """-> (NoteSequence, parser name); TuneParseError when both parsers fail."""
   try:
     sequence = parse_tune_note_seq(tune_text, header)
@@ -225,7 +229,8 @@ _MIDO_MINOR_KEYS = ("Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m",
 PPQ = ns_constants.STANDARD_PPQ  # 220 ticks per quarter
 
 
-def write_single_tempo_midi(sequence, path):
+def write_single_tempo_midi(sequence: music_pb2.NoteSequence,
+                            path: str) -> None:
   """Writes a one-tempo NoteSequence as a type-1 MIDI file with mido.
 
   The same layout note_seq.midi_io (pretty_midi) writes -- a timing track
@@ -277,7 +282,7 @@ def write_single_tempo_midi(sequence, path):
   midi.save(path)
 
 
-def tune_to_midi_file(tune_text, path, header=""):
+def tune_to_midi_file(tune_text: str, path: str, header: str = "") -> str:
   """Writes one ABC tune as a MIDI file; returns the parser that read it."""
   sequence, parser = tune_to_note_sequence(tune_text, header)
   _normalise_key_signatures(sequence)

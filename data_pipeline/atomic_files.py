@@ -9,16 +9,22 @@ that the next writer of the same name removes).
 Standard library only (no TensorFlow), so every stage -- data_pipeline,
 rl_tuner_tf, export -- imports it without import cycles.
 """
+from __future__ import annotations
+
 import contextlib
 import glob
 import json
 import os
 import shutil
+from typing import IO, TYPE_CHECKING, Any, Iterator, Optional
+
+if TYPE_CHECKING:
+  import numpy.typing as npt
 
 PARTIAL_TAG = ".partial-"
 
 
-def partial_path(path):
+def partial_path(path: str) -> str:
   """The hidden sibling a writer of ``path`` fills first."""
   directory, name = os.path.split(os.path.abspath(path))
   return os.path.join(directory, f".{name}{PARTIAL_TAG}{os.getpid()}")
@@ -41,7 +47,7 @@ def _writer_alive(leftover):
   return True
 
 
-def remove_stale_partials(path):
+def remove_stale_partials(path: str) -> None:
   """Removes leftovers of killed writers of ``path`` (files or folders); a
   partial of a writer that is still running is left alone."""
   directory, name = os.path.split(os.path.abspath(path))
@@ -56,7 +62,7 @@ def remove_stale_partials(path):
         os.remove(leftover)
 
 
-def fsync_dir(directory):
+def fsync_dir(directory: str) -> None:
   """Makes a rename inside ``directory`` durable (no-op where unsupported)."""
   try:
     fd = os.open(directory, os.O_RDONLY)
@@ -70,7 +76,7 @@ def fsync_dir(directory):
     os.close(fd)
 
 
-def fsync_tree(directory):
+def fsync_tree(directory: str) -> None:
   """fsyncs every file and folder under ``directory`` (before publishing it)."""
   for root, _, files in os.walk(directory):
     for name in files:
@@ -80,7 +86,8 @@ def fsync_tree(directory):
 
 
 @contextlib.contextmanager
-def open_atomic(path, mode="w", **kwargs):
+def open_atomic(path: str, mode: str = "w", **kwargs: Any
+                ) -> Iterator[IO[Any]]:
   """``with open_atomic(path) as f: f.write(...)`` -- published on success.
 
   If the body raises (or the process dies), ``path`` is untouched.
@@ -103,29 +110,29 @@ def open_atomic(path, mode="w", **kwargs):
   fsync_dir(os.path.dirname(path))
 
 
-def write_text(path, text):
+def write_text(path: str, text: str) -> None:
   with open_atomic(path, "w") as f:
     f.write(text)
 
 
-def write_bytes(path, data):
+def write_bytes(path: str, data: bytes) -> None:
   with open_atomic(path, "wb") as f:
     f.write(data)
 
 
-def write_json(path, obj, indent=2):
+def write_json(path: str, obj: Any, indent: Optional[int] = 2) -> None:
   with open_atomic(path, "w") as f:
     json.dump(obj, f, indent=indent)
 
 
-def save_npy(path, array):
+def save_npy(path: str, array: npt.ArrayLike) -> None:
   """``numpy.save`` to exactly ``path`` (no ``.npy`` appended), atomically."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   with open_atomic(path, "wb") as f:
     np.save(f, array)
 
 
-def publish_file(tmp, path):
+def publish_file(tmp: str, path: str) -> None:
   """fsyncs a file some library wrote at ``tmp`` and renames it to ``path``."""
   with open(tmp, "rb") as f:
     os.fsync(f.fileno())
@@ -134,7 +141,7 @@ def publish_file(tmp, path):
 
 
 @contextlib.contextmanager
-def replace_dir(path):
+def replace_dir(path: str) -> Iterator[str]:
   """``with replace_dir(path) as tmp: <write the folder's files into tmp>``.
 
   On success ``tmp`` becomes ``path``: renamed into place when ``path`` does
@@ -166,7 +173,7 @@ def replace_dir(path):
     raise
 
 
-def recover_replaced_dir(path):
+def recover_replaced_dir(path: str) -> None:
   """If a writer died between renaming ``path`` aside and publishing the new
   one, puts the old folder back (so nothing complete is ever lost)."""
   path = os.path.abspath(path.rstrip(os.sep))

@@ -27,6 +27,10 @@ worker processes (`--direct_running_mode=multi_processing`), or in this
 process for one worker. Any other runner (FlinkRunner, SparkRunner,
 PortableRunner, ...) takes its settings from the pass-through options.
 """
+# Annotations stay strings, which Beam reads as Any: its coders stay those of
+# the unannotated code (evaluated hints would change some of them).
+from __future__ import annotations
+
 import collections
 import contextlib
 import hashlib
@@ -38,6 +42,14 @@ import shlex
 import sys
 import threading
 import time
+from typing import (TYPE_CHECKING, Any, Dict, Iterable, Iterator, List,
+                    Mapping, Optional, Sequence, Tuple, Union)
+
+if TYPE_CHECKING:
+  from apache_beam.utils.windowed_value import WindowedValue
+
+  from data_pipeline import build_dataset
+  from data_pipeline import melodies as melodies_lib
 
 
 def _import_beam():
@@ -71,14 +83,17 @@ PARTIAL_SUFFIX = ".partial"
 _USED, _SKIPPED, _STATS = "used", "skipped", "stats"
 
 
-def split_of(relative_path, validation_percent):
+def split_of(relative_path: str, validation_percent: float) -> str:
   """'validation' or 'train', from a hash of the path (deterministic)."""
   digest = hashlib.sha1(relative_path.replace(os.sep, "/").encode()).hexdigest()
   bucket = int(digest[:8], 16) % 10000
   return "validation" if bucket < validation_percent * 100 else "train"
 
 
-def make_options(runner=LOCAL_RUNNER, num_workers=None, extra_options=()):
+def make_options(runner: str = LOCAL_RUNNER,
+                 num_workers: Optional[int] = None,
+                 extra_options: Union[str, Sequence[str]] = ()
+                 ) -> beam_options.PipelineOptions:
   """Beam PipelineOptions: `runner`, `num_workers` as its parallelism, and
   `extra_options` (a string or list of Beam flags) passed through.
 
@@ -163,7 +178,7 @@ def _filtered_worker_stderr():
       os.close(saved)
 
 
-def describe_runner(options):
+def describe_runner(options: beam_options.PipelineOptions) -> str:
   """'FnApiRunner (multi_processing, 2 workers)', 'FlinkRunner', ..."""
   runner = options.view_as(beam_options.StandardOptions).runner
   if runner == LOCAL_RUNNER:
@@ -187,14 +202,15 @@ class ParseMidi(beam.DoFn):
     self._timeout_s = timeout_s
     self._progress_every_s = progress_every_s
 
-  def setup(self):
+  def setup(self) -> None:
     self._start = self._last = time.time()
     self._done = self._melodies = self._skipped = 0
 
-  def start_bundle(self):
+  def start_bundle(self) -> None:
     self._stats = collections.Counter()
 
-  def process(self, relative_path):
+  def process(self, relative_path: str) -> Iterator[
+      Union[Tuple[str, str, List[bytes], int], beam.pvalue.TaggedOutput]]:
     melodies, reason, detail, stats = convert.process_midi_file(
         os.path.join(self._midi_dir, relative_path), self._config,
         timeout_s=self._timeout_s)
@@ -212,7 +228,7 @@ class ParseMidi(beam.DoFn):
              int(sum(len(m) for m in melodies)))
     self._progress()
 
-  def finish_bundle(self):
+  def finish_bundle(self) -> Iterator[WindowedValue]:
     # The bundle's extraction stats as one element per name: a few elements
     # per bundle instead of several per file.
     for name, count in sorted(self._stats.items()):
@@ -231,7 +247,8 @@ class ParseMidi(beam.DoFn):
           file=sys.stderr, flush=True)
 
 
-def make_layout(files, melodies_per_shard):
+def make_layout(files: Iterable[Tuple[str, str, int, int]],
+                melodies_per_shard: int) -> Dict[str, Dict[str, Any]]:
   """[(path, split, melodies, steps)] of the used files -> the layout.
 
   {"splits": {split: {"files", "melodies", "steps", "num_shards"}},
@@ -268,7 +285,7 @@ class AssignShards(beam.DoFn):
     super().__init__()
     self._flush_records = flush_records or ASSIGN_FLUSH_RECORDS
 
-  def start_bundle(self):
+  def start_bundle(self) -> None:
     self._by_shard = collections.defaultdict(list)
     self._held = 0
 
@@ -277,7 +294,10 @@ class AssignShards(beam.DoFn):
         self._by_shard, collections.defaultdict(list), 0)
     return [(key, held[key]) for key in sorted(held)]
 
-  def process(self, used, layout):
+  def process(self, used: Tuple[str, str, List[bytes], int],
+              layout: Mapping[str, Any]
+              ) -> Iterator[Tuple[Tuple[str, int, int],
+                                  List[Tuple[int, bytes]]]]:
     path, split, records, _ = used
     start = layout["offsets"][path]
     num_shards = layout["splits"][split]["num_shards"]
@@ -289,7 +309,7 @@ class AssignShards(beam.DoFn):
     if self._held >= self._flush_records:
       yield from self._take()
 
-  def finish_bundle(self):
+  def finish_bundle(self) -> Iterator[WindowedValue]:
     for element in self._take():
       yield beam.transforms.window.GlobalWindows.windowed_value(element)
 
@@ -329,9 +349,12 @@ def _write_summary(_, output_dir, layout, shards, skipped, stats):
   return summary["files_used"]
 
 
-def build_pipeline(pipeline, midi_dir, relative_paths, output_dir,
-                   melody_config, validation_percent, melodies_per_shard,
-                   timeout_s=None, progress_every_s=10.0):
+def build_pipeline(pipeline: beam.Pipeline, midi_dir: str,
+                   relative_paths: Iterable[str], output_dir: str,
+                   melody_config: melodies_lib.MelodyConfig,
+                   validation_percent: float, melodies_per_shard: int,
+                   timeout_s: Optional[float] = None,
+                   progress_every_s: float = 10.0) -> beam.pvalue.PCollection:
   """Adds the whole build to `pipeline` (a beam.Pipeline); see the module doc.
 
   Writes `<output_dir>/<shard>.partial` files and `<output_dir>/SUMMARY`
@@ -372,8 +395,11 @@ def build_pipeline(pipeline, midi_dir, relative_paths, output_dir,
           stats=beam.pvalue.AsDict(stats)))
 
 
-def run(midi_dir, relative_paths, output_dir, config, options,
-        timeout_s=None, progress_every_s=10.0):
+def run(midi_dir: str, relative_paths: Iterable[str], output_dir: str,
+        config: build_dataset.PipelineConfig,
+        options: beam_options.PipelineOptions,
+        timeout_s: Optional[float] = None,
+        progress_every_s: float = 10.0) -> Dict[str, Any]:
   """Runs the pipeline to completion; returns the summary dict."""
   summary_path = os.path.join(output_dir, SUMMARY)
   if os.path.exists(summary_path):

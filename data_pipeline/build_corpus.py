@@ -10,6 +10,7 @@ from data_pipeline import keras_setup  # noqa: F401  (before tensorflow)
 import os
 import sys
 import time
+from typing import List
 
 from absl import app
 from absl import flags
@@ -29,7 +30,7 @@ _NUM_WORKERS = flags.DEFINE_integer("num_workers", os.cpu_count() or 1,
                                     "Worker processes.", lower_bound=1)
 
 
-def main(argv):
+def main(argv: List[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   t0 = time.time()

@@ -31,6 +31,8 @@ import os
 import shlex
 import sys
 import time
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Tuple, Union)
 
 from data_pipeline import atomic_files
 from data_pipeline import beam_pipeline
@@ -59,7 +61,7 @@ class PipelineConfig:
   validation_percent: float = 10.0
   melodies_per_shard: int = 4096
 
-  def validate(self):
+  def validate(self) -> "PipelineConfig":
     self.melody.validate()
     if not 0.0 <= self.validation_percent < 100.0:
       raise ValueError("validation_percent must be in [0, 100), got "
@@ -69,11 +71,12 @@ class PipelineConfig:
                        f"{self.melodies_per_shard}")
     return self
 
-  def to_dict(self):
+  def to_dict(self) -> Dict[str, Any]:
     return {"pipeline_version": PIPELINE_VERSION, **dataclasses.asdict(self)}
 
 
-def scan_files(midi_dir, exclude_dirs=()):
+def scan_files(midi_dir: str, exclude_dirs: Iterable[str] = ()
+               ) -> List[Tuple[str, int, int]]:
   """Sorted [(relative path, size, mtime_ns)] of regular, non-hidden files."""
   midi_dir = os.path.abspath(midi_dir)
   excluded = {os.path.abspath(d) for d in exclude_dirs}
@@ -96,7 +99,8 @@ def scan_files(midi_dir, exclude_dirs=()):
   return found
 
 
-def fingerprint(files, config):
+def fingerprint(files: Iterable[Tuple[str, int, int]],
+                config: PipelineConfig) -> str:
   h = hashlib.sha256()
   h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
   for rel, size, mtime in files:
@@ -104,7 +108,7 @@ def fingerprint(files, config):
   return h.hexdigest()
 
 
-def load_manifest(output_dir):
+def load_manifest(output_dir: str) -> Optional[Dict[str, Any]]:
   path = os.path.join(output_dir, MANIFEST)
   if not os.path.exists(path):
     return None
@@ -125,10 +129,15 @@ def _cache_valid(manifest, fp, output_dir):
   return True
 
 
-def build_dataset(midi_dir, output_dir, config=PipelineConfig(),
-                  num_workers=None, force=False, progress_every_s=10.0,
-                  log=None, file_timeout_s=None,
-                  runner=beam_pipeline.LOCAL_RUNNER, beam_options=()):
+def build_dataset(midi_dir: str, output_dir: str,
+                  config: PipelineConfig = PipelineConfig(),
+                  num_workers: Optional[int] = None, force: bool = False,
+                  progress_every_s: float = 10.0,
+                  log: Optional[Callable[[str], None]] = None,
+                  file_timeout_s: Optional[float] = None,
+                  runner: str = beam_pipeline.LOCAL_RUNNER,
+                  beam_options: Union[str, Sequence[str]] = ()
+                  ) -> Dict[str, Any]:
   """Builds (or finds cached) TFRecords for every MIDI file under `midi_dir`.
 
   Returns the manifest dict (with "cached": True when nothing was rebuilt).
@@ -340,7 +349,7 @@ def _io_errors():
   return (OSError,)
 
 
-def main(argv):
+def main(argv: List[str]) -> int:
   del argv
   flags_ = FLAGS
   config = PipelineConfig(

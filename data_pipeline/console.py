@@ -38,6 +38,8 @@ imported (a notebook, pytest) is left alone: ``install`` is called by
 by ``data_pipeline.keras_setup`` when the process is one of the project's
 programs (``is_project_program``).
 """
+from __future__ import annotations
+
 import atexit
 import collections
 import io
@@ -48,6 +50,10 @@ import signal
 import subprocess
 import sys
 import warnings
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Union
+
+if TYPE_CHECKING:
+  import argparse
 
 VERBOSE_ENV = "RL_TUNER_TF_VERBOSE"
 # Device and inode of the filtered pipe, for child programs (no second filter).
@@ -65,7 +71,7 @@ _NOTICE = re.compile(
 _CONTINUATION = re.compile(rb"\s|$")  # blank or indented: part of a record
 
 
-def is_log_record(line):
+def is_log_record(line: Union[bytes, str]) -> bool:
   """True for a line (bytes or str) in glog's format or one of absl's notices."""
   if isinstance(line, str):
     line = line.encode("utf-8", "replace")
@@ -87,7 +93,7 @@ class RecordFilter:
     self.in_record = False
     self.hidden_errors = collections.deque(maxlen=20)  # E and F headers
 
-  def keep(self, line):
+  def keep(self, line: bytes) -> bool:
     if _RECORD.match(line) or _NOTICE.match(line):
       self.in_record = True
       if line[:1] in (b"E", b"F") and _RECORD.match(line):
@@ -99,14 +105,14 @@ class RecordFilter:
     return True
 
 
-def without_records(data, whole_span=False):
+def without_records(data: bytes, whole_span: bool = False) -> bytes:
   """bytes -> the same bytes less log records (see RecordFilter)."""
   records = RecordFilter(whole_span)
   return b"".join(line for line in data.splitlines(True)
                   if records.keep(line.rstrip(b"\r\n")))
 
 
-def verbose_requested(argv=None):
+def verbose_requested(argv: Optional[Sequence[str]] = None) -> bool:
   """--verbose[=true|1] on the command line, or RL_TUNER_TF_VERBOSE=1."""
   env = os.environ.get(VERBOSE_ENV, "").strip().lower()
   if env:
@@ -117,7 +123,7 @@ def verbose_requested(argv=None):
   return False
 
 
-def is_project_program():
+def is_project_program() -> bool:
   """This process runs one of the project's programs: ``python -m <one of
   its packages>...`` or a ``.py`` script inside the checkout (benchmarks,
   tests/faults/run_faults.py), not pytest, a notebook or ``python -c``."""
@@ -163,7 +169,7 @@ def _identity(fd):
   return f"{stat.st_dev}:{stat.st_ino}"
 
 
-def install():
+def install() -> None:
   """Filters fd 2 and sys.stderr of this process from now on (see module
   docstring); a no-op when verbose, when already done, or without an fd 2."""
   if _state or verbose_requested():
@@ -227,7 +233,7 @@ def _close():
     pass
 
 
-def run(main):
+def run(main: Callable[[List[str]], Any]) -> None:
   """absl's app.run for an entry point: defines --verbose (if the program
   has not), installs the filter, runs main."""
   from absl import app  # pylint: disable=g-import-not-at-top
@@ -238,7 +244,7 @@ def run(main):
   app.run(main)
 
 
-def add_verbose_argument(parser):
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
   """--verbose for an argparse program (its filter is installed when it
   imports rl_tuner_tf, or by its own call to install())."""
   parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)

@@ -16,7 +16,9 @@ import ctypes
 import os
 import signal
 import threading
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 from note_seq import midi_io
 from note_seq.protobuf import music_pb2
 
@@ -55,7 +57,7 @@ class UnusableFileError(Exception):
     self.detail = detail
 
 
-def read_midi_file(path):
+def read_midi_file(path: str) -> music_pb2.NoteSequence:
   """MIDI file -> NoteSequence, or UnusableFileError (empty / non-MIDI / corrupt)."""
   with open(path, "rb") as f:
     data = f.read()
@@ -76,8 +78,10 @@ def read_midi_file(path):
                             f"{type(e).__name__}: {e}") from e
 
 
-def note_sequence_to_melodies(sequence, config=melodies_lib.MelodyConfig(),
-                              stats=None):
+def note_sequence_to_melodies(
+    sequence: music_pb2.NoteSequence,
+    config: melodies_lib.MelodyConfig = melodies_lib.MelodyConfig(),
+    stats: Optional[collections.Counter[str]] = None) -> List[np.ndarray]:
   """NoteSequence -> [int8 token arrays]; UnusableFileError when none."""
   try:
     return melodies_lib.note_sequence_to_token_melodies(sequence, config, stats)
@@ -85,8 +89,9 @@ def note_sequence_to_melodies(sequence, config=melodies_lib.MelodyConfig(),
     raise UnusableFileError(str(e)) from e
 
 
-def midi_file_to_melodies(path, config=melodies_lib.MelodyConfig(),
-                          stats=None):
+def midi_file_to_melodies(
+    path: str, config: melodies_lib.MelodyConfig = melodies_lib.MelodyConfig(),
+    stats: Optional[collections.Counter[str]] = None) -> List[np.ndarray]:
   """MIDI file -> list of int8 token arrays (values 0..37), one per melody.
 
   Raises UnusableFileError (with `.reason`) when the file yields no melody.
@@ -150,8 +155,10 @@ def _deadline(timeout_s):
     timer.cancel()
 
 
-def process_midi_file(path, config=melodies_lib.MelodyConfig(),
-                      timeout_s=None):
+def process_midi_file(
+    path: str, config: melodies_lib.MelodyConfig = melodies_lib.MelodyConfig(),
+    timeout_s: Optional[float] = None
+) -> Tuple[List[np.ndarray], Optional[str], str, Dict[str, int]]:
   """Never raises: -> (melodies, reason or None, detail, stats dict).
 
   timeout_s: a file whose parse takes longer is skipped with the reason
@@ -170,8 +177,10 @@ def process_midi_file(path, config=melodies_lib.MelodyConfig(),
     return [], "unexpected error", f"{type(e).__name__}: {e}", dict(stats)
 
 
-def tokens_to_note_sequence(tokens, qpm=encoding.DEFAULT_QPM, velocity=100,
-                            program=0):
+def tokens_to_note_sequence(tokens: Union[Sequence[int], np.ndarray],
+                            qpm: float = encoding.DEFAULT_QPM,
+                            velocity: int = 100,
+                            program: int = 0) -> music_pb2.NoteSequence:
   """Token melody -> NoteSequence at `qpm` in 4/4 (16th-note steps).
 
   Note-off (0) ends the sounding note, no-event (1) holds it, 2..37 start MIDI
@@ -192,7 +201,8 @@ def tokens_to_note_sequence(tokens, qpm=encoding.DEFAULT_QPM, velocity=100,
   return sequence
 
 
-def tokens_to_midi_file(tokens, path, qpm=encoding.DEFAULT_QPM):
+def tokens_to_midi_file(tokens: Union[Sequence[int], np.ndarray], path: str,
+                        qpm: float = encoding.DEFAULT_QPM) -> str:
   """Writes a token melody as a MIDI file; returns `path`."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -200,5 +210,5 @@ def tokens_to_midi_file(tokens, path, qpm=encoding.DEFAULT_QPM):
   return path
 
 
-def is_midi_path(path):
+def is_midi_path(path: str) -> bool:
   return path.lower().endswith(MIDI_EXTENSIONS)

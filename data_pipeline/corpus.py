@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from data_pipeline import manifests
 
@@ -43,7 +44,7 @@ def _writable(directory):
   return os.access(directory, os.W_OK | os.X_OK)
 
 
-def default_root():
+def default_root() -> str:
   """Where generated data goes (see module docstring)."""
   env = os.environ.get(ENV_HOME)
   if env:
@@ -55,21 +56,23 @@ def default_root():
   return os.path.join(os.path.expanduser("~"), ".cache", "rl_tuner_tf")
 
 
-def default_midi_dir(root=None):
+def default_midi_dir(root: Optional[str] = None) -> str:
   return os.path.join(root or default_root(), MIDI_SUBDIR)
 
 
-def default_tfrecord_dir(root=None):
+def default_tfrecord_dir(root: Optional[str] = None) -> str:
   """TFRecord directory of the embedded corpus (may not be built yet)."""
   return os.path.join(root or default_root(), TFRECORD_SUBDIR)
 
 
-def music21_corpus_dir():
+def music21_corpus_dir() -> str:
   import music21  # pylint: disable=g-import-not-at-top
   return os.path.join(os.path.dirname(music21.__file__), "corpus")
 
 
-def list_tunebooks(corpus_dir=None, collections=None):
+def list_tunebooks(corpus_dir: Optional[str] = None,
+                   collections: Optional[Sequence[str]] = None
+                   ) -> List[Tuple[str, str]]:
   """Sorted [(collection, absolute path)] of the .abc files."""
   corpus_dir = corpus_dir or music21_corpus_dir()
   collections = collections or COLLECTIONS
@@ -125,8 +128,12 @@ def _pool(num_workers):
   return ctx.Pool(num_workers)
 
 
-def build_corpus_midi(midi_dir, manifest_path, num_workers=None, force=False,
-                      progress_every_s=10.0, log=None, collections=None):
+def build_corpus_midi(midi_dir: str, manifest_path: str,
+                      num_workers: Optional[int] = None, force: bool = False,
+                      progress_every_s: float = 10.0,
+                      log: Optional[Callable[[str], None]] = None,
+                      collections: Optional[Sequence[str]] = None
+                      ) -> Dict[str, Any]:
   """ABC tune books -> MIDI files under `midi_dir` (cached); returns a summary.
 
   collections: a subset of COLLECTIONS (default all of them).
@@ -228,8 +235,11 @@ def _lock(root):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def build_default_corpus(root=None, num_workers=None, force=False, log=None,
-                         collections=None):
+def build_default_corpus(root: Optional[str] = None,
+                         num_workers: Optional[int] = None, force: bool = False,
+                         log: Optional[Callable[[str], None]] = None,
+                         collections: Optional[Sequence[str]] = None
+                         ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   """Both stages; returns (abc summary, dataset manifest).
 
   collections: a subset of COLLECTIONS (default all; a subset is for tests
@@ -248,7 +258,8 @@ def build_default_corpus(root=None, num_workers=None, force=False, log=None,
   return abc, manifest
 
 
-def ensure_default_corpus(root=None, log=None):
+def ensure_default_corpus(root: Optional[str] = None,
+                          log: Optional[Callable[[str], None]] = None) -> str:
   """Path of the embedded corpus's TFRecord dir, building it when missing."""
   build_default_corpus(root=root, log=log)
   return default_tfrecord_dir(root)

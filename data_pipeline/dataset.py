@@ -6,6 +6,7 @@
 from data_pipeline import keras_setup  # noqa: F401  (before tensorflow)
 
 import os
+from typing import Optional, Sequence
 
 import tensorflow as tf
 
@@ -15,7 +16,8 @@ from data_pipeline import tfrecords
 PAD_TOKEN = encoding.NO_EVENT  # padding value; use `lengths` to mask it
 
 
-def melody_dataset(tfrecord_dir, split, shuffle_files=False, seed=None):
+def melody_dataset(tfrecord_dir: str, split: str, shuffle_files: bool = False,
+                   seed: Optional[int] = None) -> tf.data.Dataset:
   """Unbatched int32 token vectors (variable length) of one split.
 
   Args:
@@ -44,16 +46,20 @@ def melody_dataset(tfrecord_dir, split, shuffle_files=False, seed=None):
                 deterministic=not shuffle_files)
 
 
-def num_melodies(tfrecord_dir, split):
+def num_melodies(tfrecord_dir: str, split: str) -> int:
   """Melodies of a split, from the manifest (no scan)."""
   import json  # pylint: disable=g-import-not-at-top
   with open(os.path.join(tfrecord_dir, tfrecords.MANIFEST)) as f:
     return json.load(f)["splits"][split]["melodies"]
 
 
-def batched(ds, batch_size, max_length=None, bucket_boundaries=None,
-            shuffle=True, shuffle_buffer=10000, seed=None, repeat=False,
-            random_crop=False, drop_remainder=False):
+def batched(ds: tf.data.Dataset, batch_size: int,
+            max_length: Optional[int] = None,
+            bucket_boundaries: Optional[Sequence[int]] = None,
+            shuffle: bool = True, shuffle_buffer: int = 10000,
+            seed: Optional[int] = None, repeat: bool = False,
+            random_crop: bool = False,
+            drop_remainder: bool = False) -> tf.data.Dataset:
   """Padded (or length-bucketed) batches `(tokens[B, T] int32, lengths[B] int32)`.
 
   Args:

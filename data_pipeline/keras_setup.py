@@ -25,7 +25,7 @@ from data_pipeline import console
 _VAR = "TF_USE_LEGACY_KERAS"
 
 
-def ensure_legacy_keras():
+def ensure_legacy_keras() -> None:
   """Sets TF_USE_LEGACY_KERAS=1 and fails clearly if Keras 3 is already bound."""
   os.environ[_VAR] = "1"
   tf = sys.modules.get("tensorflow")
@@ -92,7 +92,7 @@ def _silence_gym_notice():
   gym_notices.notices.notices.pop(version, None)
 
 
-def quiet_startup():
+def quiet_startup() -> None:
   """Keeps TensorFlow's import quiet; a no-op when console.verbose_requested().
 
   In one of the project's programs the console filter (data_pipeline/console.py)

@@ -27,6 +27,7 @@ The steps, in the order they run (reference section 1):
 """
 import collections
 import dataclasses
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from note_seq import constants as ns_constants
@@ -69,7 +70,7 @@ class MelodyConfig:
   # of the melody's onsets (fraction of onsets).
   key_signature_tolerance: float = 0.15
 
-  def validate(self):
+  def validate(self) -> "MelodyConfig":
     if self.steps_per_quarter != encoding.STEPS_PER_QUARTER:
       raise ValueError("steps_per_quarter must be "
                        f"{encoding.STEPS_PER_QUARTER} (the 38-class encoding "
@@ -94,7 +95,7 @@ class NoMelodyReason(Exception):
   """Raised with a short reason when a NoteSequence yields no melody."""
 
 
-def melody_to_tokens(events):
+def melody_to_tokens(events: Iterable[int]) -> np.ndarray:
   """note_seq Melody events (-1 off, -2 no-event, pitch) -> int8 classes."""
   events = np.asarray(list(events), dtype=np.int64)
   tokens = np.empty(events.shape, dtype=np.int8)
@@ -105,7 +106,9 @@ def melody_to_tokens(events):
   return tokens
 
 
-def tokens_to_melody(tokens, steps_per_bar=encoding.STEPS_PER_BAR):
+def tokens_to_melody(tokens: Union[Sequence[int], np.ndarray],
+                     steps_per_bar: int = encoding.STEPS_PER_BAR
+                     ) -> melodies_lib.Melody:
   """int classes -> note_seq Melody (inverse of `melody_to_tokens`)."""
   tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
   if tokens.size and (tokens.min() < 0 or tokens.max() >= encoding.NUM_CLASSES):
@@ -121,13 +124,15 @@ def tokens_to_melody(tokens, steps_per_bar=encoding.STEPS_PER_BAR):
       steps_per_bar=steps_per_bar)
 
 
-def pitch_class_histogram(pitches):
+def pitch_class_histogram(pitches: Union[Sequence[int], np.ndarray]
+                          ) -> np.ndarray:
   """Counts of each pitch class (C = 0) among MIDI pitches."""
   pitches = np.asarray(pitches, dtype=np.int64)
   return np.bincount(pitches % NOTES_PER_OCTAVE, minlength=NOTES_PER_OCTAVE)
 
 
-def major_key_fit(histogram):
+def major_key_fit(histogram: Union[Sequence[float], np.ndarray]
+                  ) -> np.ndarray:
   """[12]: fraction of onsets inside each major scale (C major = 0 ... B = 11)."""
   histogram = np.asarray(histogram, dtype=np.float64)
   total = max(histogram.sum(), 1.0)
@@ -135,7 +140,7 @@ def major_key_fit(histogram):
                    for k in range(NOTES_PER_OCTAVE)]) / total
 
 
-def estimate_major_key(pitches):
+def estimate_major_key(pitches: Union[Sequence[int], np.ndarray]) -> int:
   """The major key (0 = C) whose scale holds most note onsets; ties -> lowest.
 
   Same rule as ``note_seq.Melody.get_major_key``.
@@ -143,7 +148,8 @@ def estimate_major_key(pitches):
   return int(np.argmax(major_key_fit(pitch_class_histogram(pitches))))
 
 
-def key_signature_at(sequence, time):
+def key_signature_at(sequence: music_pb2.NoteSequence, time: float
+                     ) -> Optional[music_pb2.NoteSequence.KeySignature]:
   """The KeySignature in force at `time` (seconds), or None."""
   current = None
   for key in sorted(sequence.key_signatures, key=lambda k: k.time):
@@ -158,7 +164,10 @@ def key_signature_at(sequence, time):
   return current
 
 
-def choose_major_key(pitches, key_signature, tolerance):
+def choose_major_key(
+    pitches: Union[Sequence[int], np.ndarray],
+    key_signature: Optional[music_pb2.NoteSequence.KeySignature],
+    tolerance: float) -> Tuple[int, str]:
   """Returns (major key 0..11, source) with source in {'signature', 'estimated',
   'overruled'} (signature present but the notes contradict it)."""
   fit = major_key_fit(pitch_class_histogram(pitches))
@@ -172,7 +181,8 @@ def choose_major_key(pitches, key_signature, tolerance):
   return signature_key, "signature"
 
 
-def transpose_amount(pitches, major_key):
+def transpose_amount(pitches: Union[Sequence[int], np.ndarray],
+                     major_key: int) -> int:
   """Semitones moving `major_key` to C and the notes best into 48..83.
 
   Among shifts (-major_key mod 12) + 12 * octave, takes the one keeping the
@@ -203,7 +213,10 @@ def _melody_pitches(melody):
   return [e for e in melody if e >= 0]
 
 
-def extract_melodies_from_quantized(quantized, config, stats):
+def extract_melodies_from_quantized(quantized: music_pb2.NoteSequence,
+                                    config: MelodyConfig,
+                                    stats: collections.Counter[str]
+                                    ) -> Iterator[melodies_lib.Melody]:
   """Yields note_seq Melody objects (original pitches) from one quantized piece.
 
   `stats` (a Counter) is updated with what was dropped and why.
@@ -250,8 +263,9 @@ def extract_melodies_from_quantized(quantized, config, stats):
       yield melody
 
 
-def note_sequence_to_token_melodies(sequence, config=MelodyConfig(),
-                                    stats=None):
+def note_sequence_to_token_melodies(
+    sequence: music_pb2.NoteSequence, config: MelodyConfig = MelodyConfig(),
+    stats: Optional[collections.Counter[str]] = None) -> List[np.ndarray]:
   """NoteSequence (unquantized, seconds) -> list of int8 token arrays.
 
   Raises NoMelodyReason(reason) when nothing usable is found, with reasons

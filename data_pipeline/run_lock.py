@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import sys
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 LOCK_NAME = ".lock"
 
@@ -60,7 +61,7 @@ def _alive(pid, start_ticks):
   return True
 
 
-def read_holder(directory):
+def read_holder(directory: str) -> Dict[str, Any]:
   """The holder recorded in ``directory``'s lock file (a dict, maybe empty)."""
   try:
     with open(os.path.join(directory, LOCK_NAME)) as f:
@@ -69,7 +70,7 @@ def read_holder(directory):
     return {}
 
 
-def describe(holder):
+def describe(holder: Mapping[str, Any]) -> str:
   if not holder:
     return "an unknown process (its lock file names no holder)"
   return (f"pid {holder.get('pid')} on host {holder.get('host')}, started "
@@ -87,7 +88,7 @@ class RunLock:
     self.holder = holder
     self.took_over = took_over  # the stale holder replaced, if any
 
-  def release(self):
+  def release(self) -> None:
     if self._fd is None:
       return
     with contextlib.suppress(OSError):
@@ -97,7 +98,8 @@ class RunLock:
     self._fd = None
 
 
-def acquire(directory, command=None, log=None):
+def acquire(directory: str, command: Optional[str] = None,
+            log: Optional[Callable[[str], None]] = None) -> RunLock:
   """Takes ``directory``'s lock or raises RunLockedError naming its holder."""
   directory = os.path.abspath(directory)
   os.makedirs(directory, exist_ok=True)
@@ -159,7 +161,8 @@ def acquire(directory, command=None, log=None):
 
 
 @contextlib.contextmanager
-def hold(directory, command=None, log=None):
+def hold(directory: str, command: Optional[str] = None,
+         log: Optional[Callable[[str], None]] = None) -> Iterator[RunLock]:
   lock = acquire(directory, command=command, log=log)
   try:
     yield lock

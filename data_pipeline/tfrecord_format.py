@@ -16,6 +16,7 @@ uint32 masked_crc32c(length), data, uint32 masked_crc32c(data).
 """
 import os
 import struct
+from typing import Iterable, Sequence, Union
 
 from crcmod import predefined  # apache-beam[tfrecord] brings crcmod
 
@@ -27,7 +28,7 @@ _crc32c = predefined.mkPredefinedCrcFun("crc-32c")
 _CRC_MASK_DELTA = 0xA282EAD8
 
 
-def shard_name(split, index, num_shards):
+def shard_name(split: str, index: int, num_shards: int) -> str:
   return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
@@ -46,7 +47,8 @@ def _field(number, payload):
   return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def tokens_to_example_bytes(tokens):
+def tokens_to_example_bytes(tokens: Union[Sequence[int], np.ndarray]
+                            ) -> bytes:
   """Token melody (values 0..37) -> serialized tf.train.Example."""
   tokens = np.asarray(tokens, dtype=np.int64)
   if tokens.size and (tokens.min() < 0):
@@ -61,19 +63,19 @@ def tokens_to_example_bytes(tokens):
   return _field(1, _field(1, entry))
 
 
-def masked_crc32c(data):
+def masked_crc32c(data: bytes) -> int:
   crc = _crc32c(data)
   return (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
 
 
-def frame_record(data):
+def frame_record(data: bytes) -> bytes:
   """One TFRecord: length, its masked CRC, the data, its masked CRC."""
   length = struct.pack("<Q", len(data))
   return (length + struct.pack("<I", masked_crc32c(length)) + data +
           struct.pack("<I", masked_crc32c(data)))
 
 
-def write_records(path, records):
+def write_records(path: str, records: Iterable[bytes]) -> str:
   """Writes serialized records as a TFRecord file at `path`, flushed and
   fsynced (publish it with atomic_files.publish_file / os.replace)."""
   with open(path, "wb") as f:

@@ -9,7 +9,9 @@ from data_pipeline import keras_setup  # noqa: F401  (before tensorflow)
 
 import glob
 import os
+from typing import Iterable, List, Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 
 from data_pipeline import atomic_files
@@ -21,19 +23,22 @@ TOKENS_FEATURE = tfrecord_format.TOKENS_FEATURE
 shard_name = tfrecord_format.shard_name
 
 
-def shard_paths(tfrecord_dir, split):
+def shard_paths(tfrecord_dir: str, split: str) -> List[str]:
   """Sorted shard files of `split` in `tfrecord_dir`."""
   return sorted(glob.glob(os.path.join(tfrecord_dir, f"{split}-*-of-*.tfrecord")))
 
 
-def write_shard(path, melodies):
+def write_shard(path: str,
+                melodies: Iterable[Union[Sequence[int], np.ndarray]]) -> str:
   """Writes token melodies, in order, as one TFRecord file at `path` (fsynced;
   TensorFlow-free: data_pipeline.tfrecord_format)."""
   return tfrecord_format.write_records(
       path, (tfrecord_format.tokens_to_example_bytes(t) for t in melodies))
 
 
-def write_shards(tfrecord_dir, split, melodies, num_shards):
+def write_shards(tfrecord_dir: str, split: str,
+                 melodies: Iterable[Union[Sequence[int], np.ndarray]],
+                 num_shards: int) -> List[str]:
   """Writes melodies round-robin into `num_shards` shards; returns the names.
 
   Melody i goes to shard i % num_shards (the layout the Beam pipeline keeps).
@@ -50,7 +55,7 @@ def write_shards(tfrecord_dir, split, melodies, num_shards):
   return names
 
 
-def remove_shards(tfrecord_dir):
+def remove_shards(tfrecord_dir: str) -> None:
   """Deletes every shard (and partial shard) of every split in the directory."""
   for split in SPLITS:
     for pattern in (f"{split}-*-of-*.tfrecord", f"{split}-*-of-*.tfrecord.partial"):
@@ -58,7 +63,7 @@ def remove_shards(tfrecord_dir):
         os.remove(path)
 
 
-def parse_tokens(serialized):
+def parse_tokens(serialized: tf.Tensor) -> tf.Tensor:
   """Serialized Example -> int32 [T] tokens (graph op, for Dataset.map)."""
   parsed = tf.io.parse_single_example(
       serialized, {TOKENS_FEATURE: tf.io.VarLenFeature(tf.int64)})

@@ -8,6 +8,7 @@
 import contextlib
 import json
 import os
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
@@ -22,7 +23,10 @@ EXPORT_INFO = "export_info.json"
 TFAGENTS_SUFFIX = "_tfagents_policy"
 
 
-def load_source(tuned_model_dir=None, note_rnn_checkpoint=None):
+def load_source(tuned_model_dir: Optional[str] = None,
+                note_rnn_checkpoint: Optional[str] = None
+                ) -> Tuple[str, note_rnn.NoteRNN, Optional[note_rnn.NoteRNN],
+                           Dict[str, Any]]:
   """-> (kind, reward_rnn, q_network or None, provenance dict)."""
   if tuned_model_dir and note_rnn_checkpoint:
     raise ValueError("give a tuned model dir or a Note RNN checkpoint, not both "
@@ -36,7 +40,10 @@ def load_source(tuned_model_dir=None, note_rnn_checkpoint=None):
       "source": os.path.abspath(directory)}
 
 
-def export_serving_model(generator, model_base_path, provenance=None):
+def export_serving_model(generator: melody_generator.MelodyGenerator,
+                         model_base_path: str,
+                         provenance: Optional[Mapping[str, Any]] = None
+                         ) -> Tuple[int, str]:
   """Writes a new TF Serving version of ``generator`` -> (version, path)."""
   signatures = generator.signatures()
   info = {
@@ -58,13 +65,17 @@ def export_serving_model(generator, model_base_path, provenance=None):
   return versioning.save_new_version(model_base_path, write)
 
 
-def export_all(model_base_path, tuned_model_dir=None, note_rnn_checkpoint=None,
-               max_steps=melody_generator.DEFAULT_MAX_STEPS,
-               max_batch=melody_generator.DEFAULT_MAX_BATCH,
-               random_note_max=melody_generator.DEFAULT_RANDOM_NOTE_MAX,
-               export_tfagents_policy=True, tfagents_policy_base_path=None,
-               tfagents_greedy=False, tfagents_temperature=1.0,
-               log=lambda message: None):
+def export_all(model_base_path: str, tuned_model_dir: Optional[str] = None,
+               note_rnn_checkpoint: Optional[str] = None,
+               max_steps: int = melody_generator.DEFAULT_MAX_STEPS,
+               max_batch: int = melody_generator.DEFAULT_MAX_BATCH,
+               random_note_max: int = melody_generator.DEFAULT_RANDOM_NOTE_MAX,
+               export_tfagents_policy: bool = True,
+               tfagents_policy_base_path: Optional[str] = None,
+               tfagents_greedy: bool = False,
+               tfagents_temperature: float = 1.0,
+               log: Callable[[str], Any] = lambda message: None
+               ) -> Dict[str, Tuple[int, str]]:
   """Both exports, each reported to ``log`` as it starts and once published.
   Returns {"serving": (version, path), "tfagents_policy": ...}."""
   if not model_base_path:

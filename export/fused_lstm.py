@@ -21,16 +21,20 @@ BatchMatMul for both) was measured slower on CPU than two 2-D MatMuls at
 batch 1 and batch 1024 (benchmarks/bench_export.py), so networks stay separate.
 """
 import collections
+from typing import List, Sequence, Tuple, TYPE_CHECKING
 
 from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
+
+if TYPE_CHECKING:
+  from rl_tuner_tf import note_rnn
 
 FusedWeights = collections.namedtuple(
     "FusedWeights", ["input_table", "recurrent_kernel", "deep_kernels",
                      "deep_biases", "logits_kernel", "logits_bias"])
 
 
-def check_fusable(network):
+def check_fusable(network: "note_rnn.NoteRNN") -> None:
   """Raises ValueError unless ``network``'s cells compute what ``step`` does."""
   for lstm in network.lstm_layers:
     cell = lstm.cell
@@ -41,7 +45,7 @@ def check_fusable(network):
                        "with a bias and no dropout can be fused")
 
 
-def fused_weights(network):
+def fused_weights(network: "note_rnn.NoteRNN") -> FusedWeights:
   """The network's variables, rearranged for ``step``."""
   cells = [lstm.cell for lstm in network.lstm_layers]
   deep_kernels = tuple(tf.concat([c.kernel, c.recurrent_kernel], axis=0)
@@ -55,7 +59,7 @@ def fused_weights(network):
       logits_bias=tf.convert_to_tensor(network.logits_layer.bias))
 
 
-def state_sizes(layer_sizes):
+def state_sizes(layer_sizes: Sequence[int]) -> List[int]:
   """Widths of the packed state's parts: (h_0, c_0, h_1, c_1, ...)."""
   return [int(u) for u in layer_sizes for _ in range(2)]
 
@@ -66,7 +70,8 @@ def _gates(z, c):
   return tf.sigmoid(o) * tf.tanh(c), c
 
 
-def step(weights, tokens, packed_state, layer_sizes):
+def step(weights: FusedWeights, tokens: tf.Tensor, packed_state: tf.Tensor,
+         layer_sizes: Sequence[int]) -> Tuple[tf.Tensor, tf.Tensor]:
   """tokens [B] int32, packed state [B, S] -> (logits [B, 38], new packed state)."""
   parts = tf.split(packed_state, state_sizes(layer_sizes), axis=-1)
   z = tf.gather(weights.input_table, tokens) + tf.matmul(
@@ -81,11 +86,12 @@ def step(weights, tokens, packed_state, layer_sizes):
   return logits, tf.concat(new_parts, axis=-1)
 
 
-def pack_state(state):
+def pack_state(state: Sequence[tf.Tensor]) -> tf.Tensor:
   """Flat state tuple (h_0, c_0, ...) -> packed [B, S]."""
   return tf.concat(list(state), axis=-1)
 
 
-def unpack_state(packed, layer_sizes):
+def unpack_state(packed: tf.Tensor, layer_sizes: Sequence[int]
+                 ) -> Tuple[tf.Tensor, ...]:
   """Packed [B, S] -> flat state tuple (h_0, c_0, ...)."""
   return tuple(tf.split(packed, state_sizes(layer_sizes), axis=-1))

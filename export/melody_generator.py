@@ -42,6 +42,7 @@ State tensor names: ``q_h0, q_c0, q_h1, ...`` for the policy network and
 only the ``reward_*`` ones), each float32 [B, units of that layer].
 """
 import inspect
+from typing import Dict, Optional, Sequence, Tuple, TYPE_CHECKING, Union
 
 from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
@@ -50,6 +51,9 @@ from data_pipeline.encoding import NUM_CLASSES
 from export import fused_lstm
 from rl_tuner_tf import compose
 from rl_tuner_tf import melody_policy
+
+if TYPE_CHECKING:
+  from rl_tuner_tf import note_rnn
 
 # Documented serving limits (also exported flags of export.saved_model).
 DEFAULT_MAX_STEPS = 1024
@@ -106,9 +110,12 @@ class MelodyGenerator(tf.Module):
     random_note_max: random primers are uniform over 0..random_note_max.
   """
 
-  def __init__(self, kind, reward_rnn, q_network=None,
-               max_steps=DEFAULT_MAX_STEPS, max_batch=DEFAULT_MAX_BATCH,
-               random_note_max=DEFAULT_RANDOM_NOTE_MAX, name="melody_generator"):
+  def __init__(self, kind: str, reward_rnn: "note_rnn.NoteRNN",
+               q_network: Optional["note_rnn.NoteRNN"] = None,
+               max_steps: int = DEFAULT_MAX_STEPS,
+               max_batch: int = DEFAULT_MAX_BATCH,
+               random_note_max: int = DEFAULT_RANDOM_NOTE_MAX,
+               name: str = "melody_generator") -> None:
     super().__init__(name=name)
     melody_policy.check_model_kind(kind)
     if (kind == "note_rnn") != (q_network is None):
@@ -162,14 +169,14 @@ class MelodyGenerator(tf.Module):
         self._initial_state, input_signature=[scalar(tf.int32, "batch_size")])
 
   @property
-  def q_network(self):
+  def q_network(self) -> Optional["note_rnn.NoteRNN"]:
     return self._nets.q_network
 
   @property
-  def reward_rnn(self):
+  def reward_rnn(self) -> "note_rnn.NoteRNN":
     return self._nets.reward_rnn
 
-  def signatures(self):
+  def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     """{signature name: concrete function} for ``tf.saved_model.save``."""
     generate = self.generate.get_concrete_function()
     return {
@@ -181,7 +188,8 @@ class MelodyGenerator(tf.Module):
     }
 
   # -- the networks, one step ------------------------------------------------
-  def zero_state(self, batch_size):
+  def zero_state(self, batch_size: Union[int, tf.Tensor]
+                 ) -> Tuple[tf.Tensor, ...]:
     return tuple(tf.zeros([batch_size, u], tf.float32) for u in self._state_units)
 
   def _fused_weights(self):
@@ -212,7 +220,8 @@ class MelodyGenerator(tf.Module):
     # Policy network first, Reward RNN last (the same one for a bare Note RNN).
     return logits[0], logits[-1], new_packed
 
-  def network_step(self, tokens, state):
+  def network_step(self, tokens: tf.Tensor, state: Sequence[tf.Tensor]
+                   ) -> Tuple[tf.Tensor, tf.Tensor, Tuple[tf.Tensor, ...]]:
     """tokens [B], flat state -> (action_values, reward_logits, new flat state)."""
     action_values, reward_logits, new_packed = self._fused_step(
         self._fused_weights(), tokens, self._to_packed(state))

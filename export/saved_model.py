@@ -12,6 +12,7 @@ bare Note RNN model (default: the shipped one, rl_tuner_tf/checkpoints/note_rnn)
 """
 from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import sys
+from typing import List
 
 from absl import app
 from absl import flags
@@ -26,7 +27,7 @@ from rl_tuner_tf import note_rnn
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   """Command-line flags; defined only when run as a program, so this module
   imports next to the other entry points (shared names such as --seed)."""
   flags.DEFINE_string("tuned_model_dir", None,
@@ -57,7 +58,7 @@ def define_flags():
   flags.DEFINE_float("tfagents_temperature", 1.0,
                      "Softmax temperature of the sampling TF-Agents policy.")
 
-def main(argv):
+def main(argv: List[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:

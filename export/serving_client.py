@@ -23,6 +23,8 @@ seed int64; ``generate_random_primer`` takes batch_size int32 instead of the
 primer. Both return tokens int32 [B, num_steps] and log_p float32 [B, num_steps].
 """
 import json
+from typing import (Any, Dict, List, Mapping, Optional, Tuple,
+                    TYPE_CHECKING)
 import urllib.error
 import urllib.request
 
@@ -31,6 +33,10 @@ from absl import app
 from absl import flags
 from data_pipeline import console
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+  from tensorflow_serving.apis import predict_pb2
 
 GENERATE_SIGNATURE = "serving_default"
 RANDOM_PRIMER_SIGNATURE = "generate_random_primer"
@@ -47,8 +53,10 @@ INPUT_DTYPES = {
 OUTPUT_DTYPES = {"tokens": np.int32, "log_p": np.float32, "primer": np.int32}
 
 
-def generate_inputs(primer=None, batch_size=None, num_steps=32,
-                    temperature=1.0, seed=0):
+def generate_inputs(primer: Optional[npt.ArrayLike] = None,
+                    batch_size: Optional[int] = None, num_steps: int = 32,
+                    temperature: float = 1.0, seed: int = 0
+                    ) -> Tuple[str, Dict[str, np.ndarray]]:
   """-> (signature name, {input name: numpy value of the signature's dtype}).
 
   Give ``primer`` ([B, T] notes; a flat list is one melody) to continue
@@ -74,19 +82,22 @@ def generate_inputs(primer=None, batch_size=None, num_steps=32,
 
 
 # -- REST ----------------------------------------------------------------------
-def rest_predict_url(host_port="localhost:8501", model_name=DEFAULT_MODEL_NAME,
-                     version=None):
+def rest_predict_url(host_port: str = "localhost:8501",
+                     model_name: str = DEFAULT_MODEL_NAME,
+                     version: Optional[int] = None) -> str:
   version_part = "" if version is None else f"/versions/{int(version)}"
   return f"http://{host_port}/v1/models/{model_name}{version_part}:predict"
 
 
-def rest_predict_body(signature_name, inputs):
+def rest_predict_body(signature_name: str,
+                      inputs: Mapping[str, npt.ArrayLike]) -> Dict[str, Any]:
   """The JSON body of a REST ``:predict`` call (columnar "inputs" format)."""
   return {"signature_name": signature_name,
           "inputs": {name: np.asarray(v).tolist() for name, v in inputs.items()}}
 
 
-def predict_rest(url, body, timeout_s=30.0):
+def predict_rest(url: str, body: Mapping[str, Any], timeout_s: float = 30.0
+                 ) -> Dict[str, np.ndarray]:
   """POSTs ``body``; -> {output name: numpy array}."""
   request = urllib.request.Request(
       url, data=json.dumps(body).encode("utf-8"),
@@ -100,7 +111,7 @@ def predict_rest(url, body, timeout_s=30.0):
   return parse_rest_reply(reply)
 
 
-def parse_rest_reply(reply):
+def parse_rest_reply(reply: Mapping[str, Any]) -> Dict[str, np.ndarray]:
   """{"outputs": {...}} (columnar reply) -> {output name: numpy array}."""
   if "error" in reply:
     raise RuntimeError(f"TF Serving error: {reply['error']}")
@@ -120,8 +131,11 @@ def _serving_apis():
   return predict_pb2, prediction_service_pb2_grpc
 
 
-def make_predict_request(signature_name, inputs, model_name=DEFAULT_MODEL_NAME,
-                         version=None):
+def make_predict_request(signature_name: str,
+                         inputs: Mapping[str, npt.ArrayLike],
+                         model_name: str = DEFAULT_MODEL_NAME,
+                         version: Optional[int] = None
+                         ) -> "predict_pb2.PredictRequest":
   """A ``tensorflow.serving.PredictRequest`` with typed TensorProtos."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   predict_pb2, _ = _serving_apis()
@@ -136,7 +150,8 @@ def make_predict_request(signature_name, inputs, model_name=DEFAULT_MODEL_NAME,
   return request
 
 
-def predict_grpc(target, request, timeout_s=30.0):
+def predict_grpc(target: str, request: "predict_pb2.PredictRequest",
+                 timeout_s: float = 30.0) -> Dict[str, np.ndarray]:
   """Sends ``request`` to ``target`` (host:port); -> {output name: numpy array}."""
   import grpc  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -150,7 +165,7 @@ def predict_grpc(target, request, timeout_s=30.0):
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   """Command-line flags; defined only when run as a program, so importing this
   module next to the other entry points (which share names such as --seed)
   never clashes."""
@@ -165,7 +180,7 @@ def define_flags():
   flags.DEFINE_float("temperature", 1.0, "Softmax temperature; 0 = greedy.")
   flags.DEFINE_integer("seed", 0, "Seed: same seed, same melodies.")
 
-def main(argv):
+def main(argv: List[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   primer = None if FLAGS.primer is None else [int(x) for x in FLAGS.primer]

@@ -12,6 +12,8 @@ TF-Agents resets the policy state to zeros on ``time_step.is_first()``
 (``automatic_state_reset``), so an episode starts like the RL Tuner's
 composition: zero LSTM state, a first observation that is the primer note.
 """
+from typing import Any, Mapping, Optional, Tuple, TYPE_CHECKING
+
 from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -26,13 +28,16 @@ from data_pipeline.encoding import NUM_CLASSES
 from export import versioning
 from rl_tuner_tf import melody_policy
 
+if TYPE_CHECKING:
+  from rl_tuner_tf import note_rnn
 
-def observation_spec():
+
+def observation_spec() -> tensor_spec.BoundedTensorSpec:
   return tensor_spec.BoundedTensorSpec(
       [], tf.int32, minimum=0, maximum=NUM_CLASSES - 1, name="previous_note")
 
 
-def action_spec():
+def action_spec() -> tensor_spec.BoundedTensorSpec:
   return tensor_spec.BoundedTensorSpec(
       [], tf.int32, minimum=0, maximum=NUM_CLASSES - 1, name="note")
 
@@ -48,8 +53,9 @@ class _Networks:
 class MelodyPolicy(tf_policy.TFPolicy):
   """Q / Psi / G network step + Reward RNN step -> distribution over notes."""
 
-  def __init__(self, kind, reward_rnn, q_network=None, temperature=1.0,
-               name="melody_policy"):
+  def __init__(self, kind: str, reward_rnn: "note_rnn.NoteRNN",
+               q_network: Optional["note_rnn.NoteRNN"] = None,
+               temperature: float = 1.0, name: str = "melody_policy") -> None:
     melody_policy.check_model_kind(kind)
     if (kind == "note_rnn") != (q_network is None):
       raise ValueError("kind 'note_rnn' takes no q_network; tuned kinds need one")
@@ -73,7 +79,7 @@ class MelodyPolicy(tf_policy.TFPolicy):
         policy_state_spec=state_spec, name=name)
 
   @property
-  def kind(self):
+  def kind(self) -> str:
     return self._kind
 
   def _variables(self):
@@ -96,12 +102,17 @@ class MelodyPolicy(tf_policy.TFPolicy):
     return policy_step.PolicyStep(distribution, new_state, ())
 
 
-def build_policy(kind, reward_rnn, q_network=None, greedy=False, temperature=1.0):
+def build_policy(kind: str, reward_rnn: "note_rnn.NoteRNN",
+                 q_network: Optional["note_rnn.NoteRNN"] = None,
+                 greedy: bool = False, temperature: float = 1.0
+                 ) -> tf_policy.TFPolicy:
   policy = MelodyPolicy(kind, reward_rnn, q_network, temperature=temperature)
   return greedy_policy.GreedyPolicy(policy) if greedy else policy
 
 
-def save_policy(policy, base_path, metadata=None):
+def save_policy(policy: tf_policy.TFPolicy, base_path: str,
+                metadata: Optional[Mapping[str, Any]] = None
+                ) -> Tuple[int, str]:
   """PolicySaver export as a new version under ``base_path`` -> (version, path)."""
   saver = policy_saver.PolicySaver(
       policy, batch_size=None,

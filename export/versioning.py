@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+from typing import Any, Callable, List, Tuple
 
 from data_pipeline import atomic_files
 
@@ -20,7 +21,7 @@ _TMP_PREFIX = ".tmp-export-"
 _MAX_CLAIM_TRIES = 100
 
 
-def remove_abandoned_exports(model_base_path):
+def remove_abandoned_exports(model_base_path: str) -> List[str]:
   """Deletes the temporary folders of killed exports. Call it only while
   holding the run lock of ``model_base_path`` (no other export is running)."""
   if not os.path.isdir(model_base_path):
@@ -33,7 +34,7 @@ def remove_abandoned_exports(model_base_path):
   return removed
 
 
-def existing_versions(model_base_path):
+def existing_versions(model_base_path: str) -> List[int]:
   """Sorted integer versions under ``model_base_path`` (none if it is absent)."""
   if not os.path.isdir(model_base_path):
     return []
@@ -42,12 +43,13 @@ def existing_versions(model_base_path):
                 os.path.isdir(os.path.join(model_base_path, name)))
 
 
-def next_version(model_base_path):
+def next_version(model_base_path: str) -> int:
   versions = existing_versions(model_base_path)
   return versions[-1] + 1 if versions else 1
 
 
-def save_new_version(model_base_path, write_fn):
+def save_new_version(model_base_path: str, write_fn: Callable[[str], Any]
+                     ) -> Tuple[int, str]:
   """Calls ``write_fn(tmp_dir)`` and publishes ``tmp_dir`` as a new version.
 
   Returns (version, path). If ``write_fn`` raises, nothing is published and

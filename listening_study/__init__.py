@@ -22,17 +22,17 @@ import os
 STUDY_DIRNAME = "listening_study"
 
 
-def study_dir(run_dir):
+def study_dir(run_dir: str) -> str:
   return os.path.join(run_dir, STUDY_DIRNAME)
 
 
-def stimuli_dir(study):
+def stimuli_dir(study: str) -> str:
   return os.path.join(study, "stimuli")
 
 
-def results_dir(study):
+def results_dir(study: str) -> str:
   return os.path.join(study, "results")
 
 
-def default_db_url(study):
+def default_db_url(study: str) -> str:
   return "sqlite:///" + os.path.abspath(os.path.join(study, "study.db"))

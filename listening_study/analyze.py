@@ -8,6 +8,7 @@ rewrites the run's report so that it links to the summary.
 """
 import os
 import sys
+from typing import List
 
 from absl import flags
 from data_pipeline import console
@@ -20,7 +21,7 @@ from listening_study import db
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   flags.DEFINE_string("run_dir", None, "Run directory.")
   flags.DEFINE_string("study_dir", None,
                       "Study directory; default <run_dir>/listening_study.")
@@ -31,7 +32,7 @@ def define_flags():
                     "Drop participants who failed the attention check.")
 
 
-def main(argv):
+def main(argv: List[str]) -> None:
   del argv
   if FLAGS.run_dir is None and FLAGS.study_dir is None:
     sys.exit("--run_dir or --study_dir is required")

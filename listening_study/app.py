@@ -19,6 +19,7 @@ import io
 import os
 import re
 import secrets
+from typing import Any, Dict, Iterable, List, Mapping, Optional, TextIO
 
 import sqlalchemy as sa
 from flask import (Flask, abort, jsonify, make_response, redirect,
@@ -45,8 +46,9 @@ class ApiError(Exception):
     self.message = message
 
 
-def create_app(study_dir, db_url=None, admin_token=None, trials=None,
-               engine=None):
+def create_app(study_dir: str, db_url: Optional[str] = None,
+               admin_token: Optional[str] = None, trials: Optional[int] = None,
+               engine: Optional[sa.engine.Engine] = None) -> Flask:
   """The Flask app for the study in `study_dir` (stimuli must exist).
 
   trials: model pairs per participant (+1 attention check); default the
@@ -350,7 +352,7 @@ EXPORT_COLUMNS = ("rating_id", "participant_id", "external_id", "trial_id",
                   "attention_passed")
 
 
-def export_rows(conn):
+def export_rows(conn: sa.engine.Connection) -> List[Dict[str, Any]]:
   T, P, R = db.trials, db.participants, db.ratings
   query = (sa.select(R.c.id.label("rating_id"), R.c.participant_id,
                      P.c.external_id, R.c.trial_id, T.c.position, T.c.kind,
@@ -372,7 +374,7 @@ def _csv_safe(value):
   return value
 
 
-def write_csv(stream, rows):
+def write_csv(stream: TextIO, rows: Iterable[Mapping[str, Any]]) -> None:
   writer = csv.DictWriter(stream, fieldnames=EXPORT_COLUMNS)
   writer.writeheader()
   for row in rows:

@@ -70,11 +70,11 @@ class SchemaError(RuntimeError):
   pass
 
 
-def now():
+def now() -> datetime.datetime:
   return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-def make_engine(url):
+def make_engine(url: str) -> sa.engine.Engine:
   """Engine for `url`; SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE."""
   if url.startswith("sqlite"):
     engine = sa.create_engine(url, connect_args={"timeout": 60,
@@ -97,7 +97,7 @@ def make_engine(url):
   return sa.create_engine(url, pool_pre_ping=True)
 
 
-def create_schema(engine):
+def create_schema(engine: sa.engine.Engine) -> int:
   """Creates or upgrades the schema; returns the version now in force."""
   metadata.create_all(engine)
   with engine.begin() as conn:

@@ -15,6 +15,7 @@ order of trials, left/right and the clip of each model are random.
 """
 import itertools
 import random
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 SCALE = (
     (1, "A much better"),
@@ -30,18 +31,21 @@ ATTENTION_VALUES = (1, 7)
 LABELS = dict(SCALE)
 
 
-def model_pairs(models):
+def model_pairs(models: Iterable[str]) -> List[Tuple[str, str]]:
   return list(itertools.combinations(list(models), 2))
 
 
-def pairs_for(participant_seq, models, trials):
+def pairs_for(participant_seq: int, models: Iterable[str], trials: int
+              ) -> List[Tuple[str, str]]:
   """The model pairs of participant number `participant_seq` (>= 1)."""
   pairs = model_pairs(models)
   start = (participant_seq - 1) * trials
   return [pairs[(start + j) % len(pairs)] for j in range(trials)]
 
 
-def build_trials(participant_seq, manifest, trials, rng=None):
+def build_trials(participant_seq: int, manifest: Mapping[str, Any],
+                 trials: int, rng: Optional[random.Random] = None
+                 ) -> List[Dict[str, Any]]:
   """-> list of trial dicts (position order) incl. one attention check."""
   rng = rng or random.SystemRandom()
   models = manifest["models"]

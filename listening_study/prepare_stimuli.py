@@ -10,6 +10,7 @@ serves it.
 """
 import os
 import sys
+from typing import Any, Dict, List, Optional, Sequence
 
 from absl import flags
 from data_pipeline import console
@@ -20,7 +21,7 @@ from listening_study import stimuli
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   flags.DEFINE_string("run_dir", None, "Run directory (with evaluation/).")
   flags.DEFINE_string("study_dir", None,
                       "Study directory; default <run_dir>/listening_study.")
@@ -34,8 +35,10 @@ def define_flags():
   flags.mark_flag_as_required("run_dir")
 
 
-def prepare_if_missing(run_dir, study, per_model, seed=0, models=None,
-                       soundfont=None, force=False):
+def prepare_if_missing(run_dir: str, study: str, per_model: int,
+                       seed: int = 0, models: Optional[Sequence[str]] = None,
+                       soundfont: Optional[str] = None,
+                       force: bool = False) -> Dict[str, Any]:
   out = listening_study.stimuli_dir(study)
   if not force and os.path.isfile(os.path.join(out, stimuli.MANIFEST)):
     print(f"stimuli already in {out} (use --force to replace)")
@@ -53,7 +56,7 @@ def prepare_if_missing(run_dir, study, per_model, seed=0, models=None,
   return manifest
 
 
-def main(argv):
+def main(argv: List[str]) -> None:
   del argv
   if not os.path.isdir(FLAGS.run_dir):
     sys.exit(f"--run_dir: no directory {FLAGS.run_dir!r}")

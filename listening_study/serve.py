@@ -11,6 +11,7 @@ one stored in <study_dir>/admin_token (made on first start, mode 0600).
 import os
 import secrets
 import sys
+from typing import Callable, List, Optional
 
 from absl import flags
 from data_pipeline import console
@@ -23,7 +24,7 @@ FLAGS = flags.FLAGS
 ADMIN_TOKEN_ENV = "LISTENING_STUDY_ADMIN_TOKEN"
 
 
-def define_flags():
+def define_flags() -> None:
   flags.DEFINE_string("run_dir", None, "Run directory (with evaluation/).")
   flags.DEFINE_string("study_dir", None,
                       "Study directory; default <run_dir>/listening_study.")
@@ -41,7 +42,7 @@ def define_flags():
   flags.DEFINE_string("admin_token", None, "Admin token (>= 16 characters).")
 
 
-def admin_token_for(study, given=None):
+def admin_token_for(study: str, given: Optional[str] = None) -> str:
   token = given or os.environ.get(ADMIN_TOKEN_ENV)
   if token:
     return token
@@ -56,8 +57,10 @@ def admin_token_for(study, given=None):
   return token
 
 
-def run_server(study, db_url, admin_token, host="127.0.0.1", port=8000,
-               workers=2, threads=8, trials=None, on_ready=None):
+def run_server(study: str, db_url: str, admin_token: str,
+               host: str = "127.0.0.1", port: int = 8000, workers: int = 2,
+               threads: int = 8, trials: Optional[int] = None,
+               on_ready: Optional[Callable[[str], None]] = None) -> None:
   """Runs gunicorn in this process until it is stopped (SIGTERM/SIGINT)."""
   from gunicorn.app.base import BaseApplication  # pylint: disable=g-import-not-at-top
 
@@ -90,7 +93,7 @@ def run_server(study, db_url, admin_token, host="127.0.0.1", port=8000,
   StudyServer().run()
 
 
-def main(argv):
+def main(argv: List[str]) -> None:
   del argv
   if FLAGS.run_dir is None and FLAGS.study_dir is None:
     sys.exit("--run_dir (or --study_dir with prepared stimuli) is required")

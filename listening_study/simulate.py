@@ -16,17 +16,25 @@ Two ways to take the study:
       --study_dir=runs/paper/listening_study --participants=12 --browser \
       --quality=note_rnn:0,q:1.5,psi:1.5,g:0.8
 """
+from __future__ import annotations
+
 import http.client
 import json
 import random
 import re
 import time
 import urllib.parse
+from typing import (TYPE_CHECKING, Any, Dict, List, Mapping, Optional,
+                    Sequence, Tuple)
 
 import numpy as np
 
 from listening_study import design
 from data_pipeline import console
+
+if TYPE_CHECKING:
+  from selenium import webdriver
+  from selenium.webdriver.remote.webdriver import WebDriver
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -47,7 +55,8 @@ class Taste:
     self.fail_attention = fail_attention
     self.rng = np.random.default_rng(seed)
 
-  def choose(self, left_id, right_id, attention_value=None):
+  def choose(self, left_id: str, right_id: str,
+             attention_value: Optional[int] = None) -> int:
     if attention_value is not None:
       if self.fail_attention:
         return design.SCALE_MAX + design.SCALE_MIN - attention_value
@@ -59,7 +68,7 @@ class Taste:
     return int(np.clip(value, design.SCALE_MIN, design.SCALE_MAX))
 
 
-def parse_quality(text):
+def parse_quality(text: str) -> Dict[str, float]:
   out = {}
   for item in text.split(","):
     name, _, value = item.partition(":")
@@ -80,7 +89,9 @@ class HttpParticipant:
     self.ratings = []
     self.requests = 0
 
-  def request(self, method, path, body=None, headers=None):
+  def request(self, method: str, path: str, body: Optional[str] = None,
+              headers: Optional[Mapping[str, str]] = None
+              ) -> Tuple[int, Optional[str], str]:
     self.requests += 1
     conn = http.client.HTTPConnection(self.host, self.port,
                                       timeout=self.timeout)
@@ -98,12 +109,13 @@ class HttpParticipant:
     finally:
       conn.close()
 
-  def post_json(self, path, payload):
+  def post_json(self, path: str, payload: Dict[str, Any]
+                ) -> Tuple[int, Dict[str, Any]]:
     status, _, text = self.request("POST", path, json.dumps(payload),
                                    {"Content-Type": "application/json"})
     return status, (json.loads(text) if text else {})
 
-  def run(self, external_id=""):
+  def run(self, external_id: str = "") -> str:
     status, _, _ = self.request(
         "POST", "/start",
         urllib.parse.urlencode({"consent": "yes", "external_id": external_id}),
@@ -137,7 +149,8 @@ class HttpParticipant:
     return _CODE_RE.search(page).group(1).strip()
 
 
-def make_chromium_driver(user_data_dir=None):
+def make_chromium_driver(user_data_dir: Optional[str] = None
+                         ) -> webdriver.Chrome:
   """Headless Debian Chromium through Debian's chromedriver (no downloads).
   With user_data_dir the profile (cookies) survives a browser restart."""
   from selenium import webdriver  # pylint: disable=g-import-not-at-top
@@ -158,8 +171,11 @@ def _press(driver, key):
   ActionChains(driver).send_keys(key).perform()
 
 
-def take_study_in_browser(driver, url, taste, external_id="", timeout=30,
-                          screenshot_dir=None, max_trials=None):
+def take_study_in_browser(
+    driver: WebDriver, url: str, taste: Taste, external_id: str = "",
+    timeout: float = 30, screenshot_dir: Optional[str] = None,
+    max_trials: Optional[int] = None
+) -> Tuple[Optional[str], List[Tuple[int, int]]]:
   """Keyboard-only run through the study; returns (code, [(trial, value)]).
   Stops after max_trials ratings (code None) when given; a participant who
   has already consented in this browser goes straight on."""
@@ -224,7 +240,7 @@ def take_study_in_browser(driver, url, taste, external_id="", timeout=30,
   return code, ratings
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> None:
   import argparse  # pylint: disable=g-import-not-at-top
   from listening_study import stimuli  # pylint: disable=g-import-not-at-top
   import listening_study  # pylint: disable=g-import-not-at-top
@@ -302,7 +318,7 @@ class ServerProcess:
     for line in self.process.stdout:
       self.output.append(line)
 
-  def stop(self):
+  def stop(self) -> None:
     if self.process.poll() is None:
       self.process.terminate()
       try:

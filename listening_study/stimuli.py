@@ -12,16 +12,23 @@ than -60 dBFS, a simplified ITU-R BS.1770 gate) is TARGET_RMS_DBFS; if that
 would push a sample above PEAK_CEILING_DBFS the clip is scaled down to the
 ceiling instead (the manifest records each clip's final levels).
 """
+from __future__ import annotations
+
 import glob
 import json
 import os
 import secrets
 import sys
 import wave
+from typing import (TYPE_CHECKING, Any, Collection, Dict, List, Mapping,
+                    Optional, Sequence, Tuple, Union)
 
 import numpy as np
 
 from data_pipeline import encoding
+
+if TYPE_CHECKING:
+  from note_seq.protobuf import music_pb2
 
 SAMPLE_RATE = 44100
 TARGET_RMS_DBFS = -23.0
@@ -44,19 +51,19 @@ class StimuliError(ValueError):
   pass
 
 
-def order_models(names):
+def order_models(names: Collection[str]) -> List[str]:
   known = [n for n in MODEL_ORDER if n in names]
   return known + sorted(n for n in names if n not in MODEL_ORDER)
 
 
-def find_models(run_dir):
+def find_models(run_dir: str) -> Dict[str, str]:
   """{model: path of melodies.npy} under <run_dir>/evaluation/<model>/."""
   paths = glob.glob(os.path.join(run_dir, "evaluation", "*", "melodies.npy"))
   found = {os.path.basename(os.path.dirname(p)): p for p in paths}
   return {m: found[m] for m in order_models(found)}
 
 
-def find_soundfont(path=None):
+def find_soundfont(path: Optional[str] = None) -> Optional[str]:
   if path:
     if not os.path.isfile(path):
       raise StimuliError(f"--soundfont: no file {path!r}")
@@ -67,7 +74,7 @@ def find_soundfont(path=None):
   return None
 
 
-def fluidsynth_available():
+def fluidsynth_available() -> bool:
   try:
     import fluidsynth  # pylint: disable=g-import-not-at-top,unused-import
     return True
@@ -75,11 +82,11 @@ def fluidsynth_available():
     return False
 
 
-def dbfs(x):
+def dbfs(x: float) -> float:
   return float(20 * np.log10(max(float(x), 1e-12)))
 
 
-def gated_rms(audio, sample_rate=SAMPLE_RATE):
+def gated_rms(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
   frame = max(1, int(FRAME_SECONDS * sample_rate))
   n = len(audio) // frame
   if n == 0:
@@ -92,7 +99,8 @@ def gated_rms(audio, sample_rate=SAMPLE_RATE):
   return float(np.sqrt(np.mean(power[loud])))
 
 
-def normalise(audio, sample_rate=SAMPLE_RATE):
+def normalise(audio: np.ndarray, sample_rate: int = SAMPLE_RATE
+              ) -> Tuple[np.ndarray, Dict[str, Union[float, bool]]]:
   """-> (audio, info): gated RMS to TARGET_RMS_DBFS, peak <= ceiling."""
   audio = np.asarray(audio, np.float64)
   rms = gated_rms(audio, sample_rate)
@@ -111,7 +119,8 @@ def normalise(audio, sample_rate=SAMPLE_RATE):
                "peak_limited": bool(limited)}
 
 
-def write_wav(path, audio, sample_rate=SAMPLE_RATE):
+def write_wav(path: str, audio: np.ndarray,
+              sample_rate: int = SAMPLE_RATE) -> None:
   """Float audio in [-1, 1] -> 16-bit mono PCM WAV (no metadata chunks)."""
   pcm = np.clip(np.round(np.asarray(audio) * 32767), -32768, 32767)
   with wave.open(path, "wb") as f:
@@ -121,7 +130,8 @@ def write_wav(path, audio, sample_rate=SAMPLE_RATE):
     f.writeframes(pcm.astype("<i2").tobytes())
 
 
-def render(sequence, soundfont, sample_rate=SAMPLE_RATE):
+def render(sequence: music_pb2.NoteSequence, soundfont: Optional[str],
+           sample_rate: int = SAMPLE_RATE) -> np.ndarray:
   """NoteSequence -> float audio; FluidSynth when soundfont is given."""
   import note_seq  # pylint: disable=g-import-not-at-top
   if soundfont:
@@ -131,9 +141,12 @@ def render(sequence, soundfont, sample_rate=SAMPLE_RATE):
                     np.float64)
 
 
-def prepare(run_dir, output_dir, per_model=12, seed=0, models=None,
-            soundfont=None, qpm=encoding.DEFAULT_QPM, allow_sine=True,
-            melodies=None):
+def prepare(run_dir: Optional[str], output_dir: str, per_model: int = 12,
+            seed: int = 0, models: Optional[Sequence[str]] = None,
+            soundfont: Optional[str] = None, qpm: float = encoding.DEFAULT_QPM,
+            allow_sine: bool = True,
+            melodies: Optional[Mapping[str, np.ndarray]] = None
+            ) -> Dict[str, Any]:
   """Writes <output_dir>/{audio,midi}/<id>.* and manifest.json; returns the
   manifest dict.  `melodies` ({model: int array [N, T]}) replaces reading the
   run (for tests)."""
@@ -239,7 +252,7 @@ def prepare(run_dir, output_dir, per_model=12, seed=0, models=None,
   return manifest
 
 
-def load_manifest(output_dir):
+def load_manifest(output_dir: str) -> Dict[str, Any]:
   path = os.path.join(output_dir, MANIFEST)
   if not os.path.isfile(path):
     raise StimuliError(f"no stimuli manifest at {path!r}")

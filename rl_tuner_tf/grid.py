@@ -20,7 +20,8 @@ import itertools
 import os
 import subprocess
 import sys
-from typing import Tuple
+from typing import (Any, Callable, Collection, Iterable, List, Mapping,
+                    Optional, Sequence, Set, Tuple, Union)
 
 TUNED_CONFIG = "tuned.json"  # melody_policy.TUNED_CONFIG (kept import-free)
 DIMENSIONS = ("c", "gamma", "seed")
@@ -35,7 +36,7 @@ class GridError(ValueError):
     self.message = message
 
 
-def format_value(value):
+def format_value(value: Union[int, float]) -> str:
   """0.5 -> '0.5', 10.0 -> '10', 3 -> '3' (labels and flags)."""
   if isinstance(value, float) and value.is_integer():
     return str(int(value))
@@ -57,32 +58,33 @@ class RunSpec:
   flags: Tuple[str, ...] = ()
 
   @property
-  def run_dir(self):
+  def run_dir(self) -> str:
     return os.path.join(self.output_dir, self.algorithm)
 
   @property
-  def name(self):
+  def name(self) -> str:
     return (f"{self.algorithm}/c{format_value(self.c)}-gamma"
             f"{format_value(self.gamma)}-seed{self.seed}")
 
-  def argv(self):
+  def argv(self) -> List[str]:
     """Flags of ``python -m rl_tuner_tf.train`` for this run alone."""
     return [f"--algorithm={self.algorithm}", f"--c={format_value(self.c)}",
             f"--gamma={format_value(self.gamma)}", f"--seeds={self.seed}",
             f"--output_dir={self.output_dir}", "--report=false",
             *self.flags]
 
-  def is_done(self):
+  def is_done(self) -> bool:
     return os.path.exists(os.path.join(self.run_dir, "model", TUNED_CONFIG))
 
 
-def point_label(point, varying):
+def point_label(point: Mapping[str, Union[int, float]],
+                varying: Collection[str]) -> str:
   """'c2-seed3' from {'c': 2.0, 'gamma': .5, 'seed': 3} and varying c, seed."""
   return "-".join(f"{d}{format_value(point[d])}" for d in DIMENSIONS
                   if d in varying)
 
 
-def labelled_dimensions(output_dir):
+def labelled_dimensions(output_dir: str) -> Set[str]:
   """Dimensions named by the point labels of output_dir's folders."""
   found = set()
   try:
@@ -107,7 +109,9 @@ def _is_number(text):
   return True
 
 
-def expand(algorithms, cs, gammas, seeds, output_dir, flags=()):
+def expand(algorithms: Sequence[str], cs: Iterable[float],
+           gammas: Iterable[float], seeds: Iterable[int], output_dir: str,
+           flags: Iterable[str] = ()) -> List[RunSpec]:
   """The grid as a list of RunSpecs, seed-major within each point so that a
   partly finished grid already has every algorithm of the first seeds."""
   values = {"c": list(cs), "gamma": list(gammas), "seed": list(seeds)}
@@ -131,12 +135,14 @@ def expand(algorithms, cs, gammas, seeds, output_dir, flags=()):
   return specs
 
 
-def command(spec):
+def command(spec: RunSpec) -> List[str]:
   """The command line that runs ``spec`` (resuming it if it was started)."""
   return [sys.executable, "-m", "rl_tuner_tf.train"] + spec.argv()
 
 
-def run_subprocess(spec, log=print, env=None, **popen_args):
+def run_subprocess(spec: RunSpec, log: Callable[[str], Any] = print,
+                   env: Optional[Mapping[str, str]] = None,
+                   **popen_args: Any) -> int:
   """Runs ``spec`` in a child process; returns its exit code (negative: killed
   by that signal). ``popen_args`` (cwd, stdout, ...) go to subprocess.run."""
   log(f"[grid] {spec.name}: {' '.join(command(spec)[1:])}")

@@ -23,6 +23,7 @@ import signal
 import socket
 import tempfile
 import time
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 try:
   import ray  # pylint: disable=g-import-not-at-top
@@ -71,7 +72,7 @@ class RunKilled(RuntimeError):
     return RunKilled, (self.name, self.code)
 
 
-def log_path(spec, cwd=None):
+def log_path(spec: grid.RunSpec, cwd: Optional[str] = None) -> str:
   return os.path.join(cwd or os.getcwd(), spec.run_dir, LOG_NAME)
 
 
@@ -130,8 +131,10 @@ def _init(parallel_runs, ray_address):
   return temp_dir
 
 
-def run_on_ray(specs, parallel_runs=2, ray_address=None, max_retries=2,
-               log=print):
+def run_on_ray(specs: Sequence[grid.RunSpec], parallel_runs: int = 2,
+               ray_address: Optional[str] = None, max_retries: int = 2,
+               log: Callable[[str], Any] = print
+               ) -> List[Tuple[grid.RunSpec, int]]:
   """Runs the grid's ``specs`` as Ray tasks; -> [(spec, exit_code)] in spec
   order (0: done; WORKER_DIED: its worker was lost on every try).
 

@@ -44,7 +44,10 @@ rewards' ``CompositionState``. Per-rule rewards, log p and r_MT are summed
 into ``stats`` variables on every step (``read_and_reset_stats`` gives their
 means), so training can log them without leaving the graph.
 """
+from __future__ import annotations
+
 import collections
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
@@ -55,6 +58,7 @@ from tf_agents.trajectories import time_step as ts
 
 from data_pipeline import dataset
 from data_pipeline import encoding
+from rl_tuner_tf import note_rnn
 from rl_tuner_tf import rewards
 from rl_tuner_tf.rewards import token_reading as reading_lib
 
@@ -62,7 +66,10 @@ NUM_NOTES_IN_MELODY = 32
 DEFAULT_RANDOM_NOTE_MAX = 36  # the original's draw: classes 0..36 (37 never)
 
 
-def observation_spec(num_classes=encoding.NUM_CLASSES, reward_state_spec=None):
+def observation_spec(
+    num_classes: int = encoding.NUM_CLASSES,
+    reward_state_spec: Optional[Tuple[tf.TensorSpec, ...]] = None
+) -> Dict[str, Union[tf.TensorSpec, Tuple[tf.TensorSpec, ...]]]:
   spec = collections.OrderedDict(
       note=tensor_spec.BoundedTensorSpec([], tf.int32, 0, num_classes - 1,
                                          name="note"),
@@ -73,12 +80,14 @@ def observation_spec(num_classes=encoding.NUM_CLASSES, reward_state_spec=None):
   return spec
 
 
-def action_spec(num_classes=encoding.NUM_CLASSES):
+def action_spec(num_classes: int = encoding.NUM_CLASSES
+                ) -> tensor_spec.BoundedTensorSpec:
   return tensor_spec.BoundedTensorSpec([], tf.int32, 0, num_classes - 1,
                                        name="note")
 
 
-def validate_primer(primer):
+def validate_primer(primer: Union[np.ndarray, Sequence[int], PrimerPool]
+                    ) -> Union[np.ndarray, PrimerPool]:
   """-> int32 numpy [P] primer tokens (a PrimerPool passes), or a ValueError."""
   if isinstance(primer, PrimerPool):
     return primer
@@ -113,12 +122,13 @@ class PrimerPool:
     self.index = tf.Variable(tf.zeros([batch_size], tf.int32),
                              trainable=False, name="primer_index")
 
-  def current(self):
+  def current(self) -> tf.Tensor:
     """[B, K] the primer of each current composition."""
     return tf.gather(self.prefixes, self.index)
 
 
-def corpus_primers(tfrecord_dir, length, pool_size, split="train"):
+def corpus_primers(tfrecord_dir: str, length: int, pool_size: int,
+                   split: str = "train") -> np.ndarray:
   """-> int32 [N, length]: the first ``length`` tokens of up to ``pool_size``
   melodies of ``split``, spread evenly over those at least that long."""
   if length < 1 or pool_size < 1:
@@ -136,7 +146,9 @@ def corpus_primers(tfrecord_dir, length, pool_size, split="train"):
   return prefixes[keep].astype(np.int32)
 
 
-def primed_state(network, primer, batch_size):
+def primed_state(network: note_rnn.NoteRNN,
+                 primer: Optional[Union[np.ndarray, PrimerPool]],
+                 batch_size: Union[int, tf.Tensor]) -> Tuple[tf.Tensor, ...]:
   """LSTM state of ``network`` after reading primer[:-1] (zero if P == 1).
 
   The environment (Reward RNN) and the policies (Q-network) share this, so
@@ -250,33 +262,33 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
 
   # -- trackable state, for checkpoints ---------------------------------------
   @property
-  def trackable(self):
+  def trackable(self) -> tf.Module:
     """A tf.Module with every variable of the environment (for tf.train.Checkpoint)."""
     return self._module
 
   @property
-  def c(self):
+  def c(self) -> float:
     return self._c
 
   @property
-  def num_notes_in_melody(self):
+  def num_notes_in_melody(self) -> int:
     return self._num_notes
 
   @property
-  def include_log_p(self):
+  def include_log_p(self) -> bool:
     return self._include_log_p
 
   @property
-  def token_reading(self):
+  def token_reading(self) -> str:
     return self._token_reading
 
   @property
-  def primer(self):
+  def primer(self) -> Optional[Union[np.ndarray, PrimerPool]]:
     """None, the primer tokens, or the PrimerPool (give it to the policies)."""
     return self._primer
 
   @property
-  def random_note_max(self):
+  def random_note_max(self) -> int:
     return self._random_note_max
 
   # -- helpers ------------------------------------------------------------------
@@ -394,7 +406,7 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
       return self._time_step(step_type, tf.identity(reward), discount)
 
   # -- logging -------------------------------------------------------------------
-  def read_and_reset_stats(self):
+  def read_and_reset_stats(self) -> Dict[str, tf.Tensor]:
     """{name: mean per note since the last call} (log_p, r_mt, each rule)."""
     m = self._module
     count = tf.maximum(m.stat_count.value(), 1.0)
@@ -406,7 +418,7 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     with tf.control_dependencies(resets):
       return {k: tf.identity(v) for k, v in means.items()}
 
-  def composition(self):
+  def composition(self) -> tf.Tensor:
     """[B, num_notes] the compositions so far as the rules read them (entries
     >= beat unused)."""
     fields = rewards.CompositionState._fields

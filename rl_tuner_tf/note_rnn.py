@@ -10,6 +10,7 @@ tensors, one (h, c) pair per layer.
 """
 import json
 import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
@@ -50,22 +51,29 @@ class NoteRNN(tf.keras.Model):
     self(tf.zeros([1, 1], tf.int32))
 
   # -- state -----------------------------------------------------------------
-  def zero_state(self, batch_size, dtype=tf.float32):
+  def zero_state(self, batch_size: Union[int, tf.Tensor],
+                 dtype: tf.dtypes.DType = tf.float32) -> Tuple[tf.Tensor, ...]:
     return tuple(tf.zeros([batch_size, units], dtype)
                  for units in self.layer_sizes for _ in range(2))
 
-  def state_spec(self):
+  def state_spec(self) -> Tuple[tf.TensorSpec, ...]:
     """TensorSpecs of one (unbatched) state, for TF-Agents specs."""
     return tuple(tf.TensorSpec([units], tf.float32)
                  for units in self.layer_sizes for _ in range(2))
 
   # -- sequence call -----------------------------------------------------------
-  def call(self, tokens, initial_state=None, training=False):
+  def call(self, tokens: tf.Tensor,
+           initial_state: Optional[Sequence[tf.Tensor]] = None,
+           training: bool = False
+           ) -> Tuple[tf.Tensor, Tuple[tf.Tensor, ...]]:
     """tokens [B, T] int -> (logits [B, T, 38], final state tuple)."""
     x, final = self.features(tokens, initial_state, training=training)
     return self.logits_layer(x), final
 
-  def features(self, tokens, initial_state=None, training=False):
+  def features(self, tokens: tf.Tensor,
+               initial_state: Optional[Sequence[tf.Tensor]] = None,
+               training: bool = False
+               ) -> Tuple[tf.Tensor, Tuple[tf.Tensor, ...]]:
     """tokens [B, T] int -> (top LSTM outputs [B, T, units], final state):
     what the logits read (a value head reads them too)."""
     x = tf.one_hot(tf.cast(tokens, tf.int32), NUM_CLASSES)
@@ -77,7 +85,8 @@ class NoteRNN(tf.keras.Model):
     return x, tuple(final)
 
   # -- single step -------------------------------------------------------------
-  def step(self, tokens, state):
+  def step(self, tokens: tf.Tensor, state: Sequence[tf.Tensor]
+           ) -> Tuple[tf.Tensor, Tuple[tf.Tensor, ...]]:
     """tokens [B] int, state tuple -> (logits [B, 38], new state tuple)."""
     x = tf.one_hot(tf.cast(tokens, tf.int32), NUM_CLASSES)
     new_state = []
@@ -86,16 +95,17 @@ class NoteRNN(tf.keras.Model):
       new_state.extend([h, c])
     return self.logits_layer(x), tuple(new_state)
 
-  def weight_decay_variables(self):
+  def weight_decay_variables(self) -> List[tf.Variable]:
     """Weight matrices (not biases) that the L2 penalty applies to."""
     return [v for v in self.trainable_variables if "bias" not in v.name]
 
-  def get_config(self):
+  def get_config(self) -> Dict[str, List[int]]:
     return {"layer_sizes": list(self.layer_sizes)}
 
 
 # -- checkpoints -------------------------------------------------------------
-def save(model, directory, extra_config=None):
+def save(model: NoteRNN, directory: str,
+         extra_config: Optional[Dict[str, Any]] = None) -> str:
   """Writes ``directory/note_rnn-*`` and ``directory/config.json``."""
   os.makedirs(directory, exist_ok=True)
   prefix = os.path.join(directory, CHECKPOINT_PREFIX)
@@ -109,7 +119,7 @@ def save(model, directory, extra_config=None):
   return path
 
 
-def read_config(directory):
+def read_config(directory: str) -> Dict[str, Any]:
   path = os.path.join(directory, CONFIG_FILENAME)
   if not os.path.exists(path):
     raise FileNotFoundError(
@@ -139,7 +149,8 @@ def _expected_shapes(model):
     return _checkpoint_shapes(path)
 
 
-def check_compatible(directory, layer_sizes, model=None):
+def check_compatible(directory: str, layer_sizes: Sequence[int],
+                     model: Optional[NoteRNN] = None) -> Dict[str, Any]:
   """Raises CheckpointMismatchError naming expected and found shapes.
 
   model: an already built NoteRNN(layer_sizes) to compare, if the caller has one.
@@ -164,7 +175,8 @@ def check_compatible(directory, layer_sizes, model=None):
   return config
 
 
-def load(directory=SHIPPED_CHECKPOINT_DIR, layer_sizes=None):
+def load(directory: str = SHIPPED_CHECKPOINT_DIR,
+         layer_sizes: Optional[Sequence[int]] = None) -> NoteRNN:
   """Builds a NoteRNN and restores it from ``directory``.
 
   layer_sizes: the architecture the caller needs; None takes the checkpoint's.
@@ -196,7 +208,7 @@ def load(directory=SHIPPED_CHECKPOINT_DIR, layer_sizes=None):
   return model
 
 
-def shipped_or_random(seed=0):
+def shipped_or_random(seed: int = 0) -> Tuple[NoteRNN, str]:
   """-> (the shipped Note RNN, "shipped checkpoint") when its files are here,
   else (a NoteRNN with seeded random weights, "random Note RNN"): for
   benchmarks, whose speed does not depend on the weights."""

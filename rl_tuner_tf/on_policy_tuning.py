@@ -24,6 +24,10 @@ optimizer, environment, random generator, counters -- is in ``checkpoint``;
 an iteration always ends with every composition finished, so a checkpoint
 never holds half a batch.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
@@ -33,6 +37,9 @@ from rl_tuner_tf import melody_environment
 from rl_tuner_tf import tuner_base
 from rl_tuner_tf.agents import policy_gradient as pg
 
+if TYPE_CHECKING:
+  from rl_tuner_tf import tuning
+
 
 class OnPolicyTuner(tuner_base.TunerBase):
   """What PPO and RLOO share: environment, policy network, rollout (whole
@@ -41,7 +48,7 @@ class OnPolicyTuner(tuner_base.TunerBase):
   ALGORITHM = None  # the algorithm a subclass runs
 
   @classmethod
-  def check_config(cls, config) -> None:
+  def check_config(cls, config: tuning.TuningConfig) -> None:
     """Raises configuration.ConfigError for settings this method cannot run
     (TuningConfig asks when it is built)."""
 
@@ -234,10 +241,10 @@ class OnPolicyTuner(tuner_base.TunerBase):
 
   # -- public (tuner_base.TunerBase's surface) -----------------------------
   @property
-  def notes_per_iteration(self):
+  def notes_per_iteration(self) -> int:
     return self.config.pg.num_compositions * self.config.num_notes_in_melody
 
-  def read_and_reset_stats(self):
+  def read_and_reset_stats(self) -> Dict[str, float]:
     """Means since the last call: env stats (log_p, r_mt, rules per note),
     loss, value_loss (PPO), clip_fraction, kl (per note, log pi - log p of
     the notes composed), objective (PG-1 per composition, as composed)."""
@@ -260,7 +267,7 @@ class OnPolicyTuner(tuner_base.TunerBase):
     return stats
 
   @property
-  def num_updates(self):
+  def num_updates(self) -> int:
     return int(self.train_step.numpy())
 
 
@@ -316,7 +323,7 @@ class RLOOTuner(OnPolicyTuner):
   ALGORITHM = "rloo"
 
   @classmethod
-  def check_config(cls, config) -> None:
+  def check_config(cls, config: tuning.TuningConfig) -> None:
     k, b = config.rloo.k, config.pg.num_compositions
     if k < 2:
       raise configuration.ConfigError(

@@ -16,7 +16,8 @@ SavedModel give for the same primer.
 import dataclasses
 import os
 import sys
-from typing import Any, Callable, List, Optional, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, List, Optional, Sequence,
+                    Tuple, Union)
 
 from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import numpy as np
@@ -26,6 +27,9 @@ from data_pipeline import encoding
 from rl_tuner_tf import compose
 from rl_tuner_tf import configuration
 from rl_tuner_tf import note_rnn
+
+if TYPE_CHECKING:
+  from absl import flags
 
 
 class NoteRNNSampler:
@@ -48,7 +52,9 @@ class NoteRNNSampler:
                           with_log_pi=False)
     return out["tokens"]  # [B, num_steps]
 
-  def sample(self, primers, num_steps, temperature=1.0, seed=0):
+  def sample(self, primers: Union[np.ndarray, Sequence[Sequence[int]]],
+             num_steps: int, temperature: float = 1.0,
+             seed: int = 0) -> np.ndarray:
     """primers int [B, P] (P >= 1) -> sampled int32 [B, num_steps] (no primer).
 
     temperature > 0 samples softmax(logits / temperature); 0 takes the argmax.
@@ -68,7 +74,7 @@ class NoteRNNSampler:
                         tf.constant(seed, tf.int64)).numpy()
 
 
-def note_primer(pitch):
+def note_primer(pitch: int) -> np.ndarray:
   """A one-step primer: MIDI pitch -> [class]."""
   if not encoding.MIN_PITCH <= pitch <= encoding.MAX_PITCH:
     raise ValueError(f"--primer_note must be a MIDI pitch in "
@@ -76,7 +82,7 @@ def note_primer(pitch):
   return np.array([int(encoding.pitch_to_class(pitch))], np.int32)
 
 
-def midi_primer(path, max_steps=0):
+def midi_primer(path: str, max_steps: int = 0) -> np.ndarray:
   """First melody of a MIDI file, optionally cut to `max_steps`.
 
   Uses the data pipeline's extraction (so the primer is transposed to C major
@@ -94,7 +100,9 @@ def midi_primer(path, max_steps=0):
   return tokens[:max_steps] if max_steps else tokens
 
 
-def write_midi(melodies, output_dir, qpm=encoding.DEFAULT_QPM, prefix="note_rnn"):
+def write_midi(melodies: Union[np.ndarray, Sequence[Sequence[int]]],
+               output_dir: str, qpm: float = encoding.DEFAULT_QPM,
+               prefix: str = "note_rnn") -> List[str]:
   """Writes each token melody to output_dir/prefix_NN.mid; returns the paths."""
   from data_pipeline import convert  # pylint: disable=g-import-not-at-top
   os.makedirs(output_dir, exist_ok=True)
@@ -157,7 +165,8 @@ def sample(config: SampleConfig,
   return paths
 
 
-def define_flags(flag_values=None):
+def define_flags(flag_values: Optional["flags.FlagValues"] = None
+                 ) -> "flags.FlagValues":
   """One flag per SampleConfig field, on ``flag_values`` (default FLAGS)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   flag_values = flag_values if flag_values is not None else flags.FLAGS
@@ -165,7 +174,8 @@ def define_flags(flag_values=None):
   return flag_values
 
 
-def main(argv, flag_values=None):
+def main(argv: List[str],
+         flag_values: Optional["flags.FlagValues"] = None) -> None:
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from data_pipeline import convert  # pylint: disable=g-import-not-at-top

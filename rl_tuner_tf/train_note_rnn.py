@@ -44,7 +44,8 @@ import shlex
 import shutil
 import sys
 import time
-from typing import Tuple
+from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple,
+                    Union)
 
 from data_pipeline import keras_setup  # noqa: F401  (Keras 2 before tf.keras)
 import tensorflow as tf
@@ -56,6 +57,9 @@ from rl_tuner_tf import checkpointing
 from rl_tuner_tf import configuration
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf import runner
+
+if TYPE_CHECKING:
+  from absl import flags
 
 PROVENANCE_FILENAME = "provenance.json"
 TRAIN_CONFIG_FILENAME = "train_config.json"
@@ -128,7 +132,7 @@ class TrainConfig(configuration.Values):
           f"{self.window_length} (else no step of a training window is "
           f"scored) (got {self.num_masked_steps})")
 
-  def to_dict(self):
+  def to_dict(self) -> Dict[str, Any]:
     """The settings as config.json records them."""
     settings = self.to_settings()
     settings["layer_sizes"] = list(self.layer_sizes)
@@ -136,7 +140,8 @@ class TrainConfig(configuration.Values):
 
 
 # -- loss ---------------------------------------------------------------------
-def loss_mask(lengths, num_predictions, num_masked_steps):
+def loss_mask(lengths: tf.Tensor, num_predictions: Union[int, tf.Tensor],
+              num_masked_steps: int) -> tf.Tensor:
   """Float [B, P] mask of the scored prediction steps.
 
   Prediction j reads tokens 0..j and is scored against token j+1. It counts
@@ -149,7 +154,8 @@ def loss_mask(lengths, num_predictions, num_masked_steps):
   return tf.cast(keep, tf.float32)
 
 
-def masked_sums(logits, targets, mask):
+def masked_sums(logits: tf.Tensor, targets: tf.Tensor, mask: tf.Tensor
+                ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """(sum of NLL in nats, number correct, number scored) over the mask."""
   nll = tf.nn.sparse_softmax_cross_entropy_with_logits(
       labels=tf.cast(targets, tf.int32), logits=logits)
@@ -160,7 +166,10 @@ def masked_sums(logits, targets, mask):
           tf.reduce_sum(mask))
 
 
-def sequence_loss(model, tokens, lengths, num_masked_steps, training=False):
+def sequence_loss(model: note_rnn.NoteRNN, tokens: tf.Tensor,
+                  lengths: tf.Tensor, num_masked_steps: int,
+                  training: bool = False
+                  ) -> Tuple[tf.Tensor, Tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
   """Mean masked next-token NLL of melodies tokens[B, T] (lengths[B]).
 
   Returns (mean NLL, (nll sum, correct, count)).
@@ -172,14 +181,14 @@ def sequence_loss(model, tokens, lengths, num_masked_steps, training=False):
   return nll_sum / tf.maximum(count, 1.0), (nll_sum, correct, count)
 
 
-def l2_penalty(model, l2_weight):
+def l2_penalty(model: note_rnn.NoteRNN, l2_weight: float) -> tf.Tensor:
   """l2_weight * sum ||W||^2 / 2 over the weight matrices (not biases)."""
   return l2_weight * tf.add_n(
       [tf.nn.l2_loss(v) for v in model.weight_decay_variables()])
 
 
 # -- devices ------------------------------------------------------------------
-def mirror_devices():
+def mirror_devices() -> List[str]:
   """Devices a MirroredStrategy would use: the visible GPUs, else the logical
   CPU devices (more than one only when configured, as in the tests)."""
   gpus = tf.config.list_logical_devices("GPU")
@@ -188,7 +197,8 @@ def mirror_devices():
   return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
-def make_strategy(distribute="auto", batch_size=None):
+def make_strategy(distribute: str = "auto",
+                  batch_size: Optional[int] = None) -> tf.distribute.Strategy:
   """The tf.distribute strategy for --distribute (auto | mirrored | none).
 
   auto: MirroredStrategy when two or more devices (GPUs, else logical CPUs)
@@ -215,7 +225,7 @@ def make_strategy(distribute="auto", batch_size=None):
 
 
 # -- data ---------------------------------------------------------------------
-def train_dataset(tfrecord_dir, config):
+def train_dataset(tfrecord_dir: str, config: TrainConfig) -> tf.data.Dataset:
   """Endless batches of random (window_length + 1)-token windows."""
   ds = dataset_lib.melody_dataset(tfrecord_dir, "train", shuffle_files=True,
                                   seed=config.seed)
@@ -225,7 +235,8 @@ def train_dataset(tfrecord_dir, config):
       drop_remainder=True)
 
 
-def eval_dataset(tfrecord_dir, batch_size, split="validation"):
+def eval_dataset(tfrecord_dir: str, batch_size: int,
+                 split: str = "validation") -> tf.data.Dataset:
   """Whole melodies of `split`, length-bucketed, one pass."""
   ds = dataset_lib.melody_dataset(tfrecord_dir, split)
   return dataset_lib.batched(ds, batch_size, bucket_boundaries=EVAL_BUCKETS,
@@ -286,7 +297,8 @@ class NoteRNNTrainer:
     self._eval_step = tf.function(self._eval_step_impl, input_signature=[
         tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)])
 
-  def distribute(self, dataset):
+  def distribute(self, dataset: tf.data.Dataset
+                 ) -> Union[tf.data.Dataset, tf.distribute.DistributedDataset]:
     """The training dataset split over the replicas (global batches in)."""
     return self.strategy.experimental_distribute_dataset(dataset)
 
@@ -341,7 +353,7 @@ class NoteRNNTrainer:
     return sums
 
   # checkpoints -----------------------------------------------------------------
-  def restore_or_initialize(self, log):
+  def restore_or_initialize(self, log: Callable[[str], Any]) -> int:
     """Restores the newest checkpoint in run_dir/ckpt; returns its step."""
     self._check_run_config()
     latest = checkpointing.restore_latest(
@@ -367,11 +379,11 @@ class NoteRNNTrainer:
     os.makedirs(self.run_dir, exist_ok=True)
     atomic_files.write_json(path, self.config.to_dict())
 
-  def save_checkpoint(self):
+  def save_checkpoint(self) -> Optional[str]:
     return self.manager.save(checkpoint_number=int(self.step.numpy()))
 
   # evaluation ------------------------------------------------------------------
-  def evaluate(self, dataset):
+  def evaluate(self, dataset: tf.data.Dataset) -> Dict[str, float]:
     """Accuracy and log-perplexity (mean NLL, nats) over whole melodies."""
     nll_sum = correct = count = 0.0
     melodies = 0
@@ -415,7 +427,8 @@ def _provenance(trainer, tfrecord_dir, command, metrics, stop_reason):
   }
 
 
-def export(trainer, directory, provenance):
+def export(trainer: NoteRNNTrainer, directory: str,
+           provenance: Dict[str, Any]) -> str:
   """note_rnn.save + provenance.json, written into a fresh sibling folder
   that then replaces `directory` (a reader never sees half an export)."""
   directory = os.path.abspath(directory)
@@ -451,8 +464,10 @@ def export(trainer, directory, provenance):
   return directory
 
 
-def train(config, tfrecord_dir, run_dir, output_dir=None, command="",
-          log=None, strategy=None):
+def train(config: TrainConfig, tfrecord_dir: str, run_dir: str,
+          output_dir: Optional[str] = None, command: str = "",
+          log: Optional[Callable[[str], Any]] = None,
+          strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, Any]:
   """Trains (resuming from run_dir) and exports; returns the final metrics.
 
   strategy: a tf.distribute strategy; default make_strategy(config.distribute).
@@ -621,7 +636,7 @@ class _TrainingJob:
 
 
 # -- command line -------------------------------------------------------------
-def parse_layer_sizes(text):
+def parse_layer_sizes(text: str) -> Tuple[int, ...]:
   try:
     sizes = tuple(int(s) for s in str(text).replace(" ", "").split(",") if s)
   except ValueError:
@@ -633,7 +648,8 @@ def parse_layer_sizes(text):
   return sizes
 
 
-def define_flags(flag_values=None):
+def define_flags(flag_values: Optional["flags.FlagValues"] = None
+                 ) -> "flags.FlagValues":
   """Defines the command-line flags on `flag_values` (default absl's FLAGS):
   one per TrainConfig field, and where the data and results go."""
   from absl import flags  # pylint: disable=g-import-not-at-top
@@ -652,13 +668,13 @@ def define_flags(flag_values=None):
   return fv
 
 
-def config_from_flags(flags_obj):
+def config_from_flags(flags_obj: "flags.FlagValues") -> TrainConfig:
   """The TrainConfig of the flags given (defaults for the others)."""
   return TrainConfig.from_settings(
       configuration.given_flags(TrainConfig, flags_obj))
 
 
-def main(argv):
+def main(argv: List[str]) -> None:
   from absl import app  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")

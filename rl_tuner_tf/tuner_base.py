@@ -7,13 +7,15 @@ does. Both subclass ``TunerBase``, which owns the loop that runs iterations in
 one graph and stops at the first non-finite loss, the counters the main job
 reads, and the statistics variables that record a bad loss.
 """
+from typing import Dict, Optional
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 from rl_tuner_tf import note_rnn
 
 
-def copy_network(source, name):
+def copy_network(source: note_rnn.NoteRNN, name: str) -> note_rnn.NoteRNN:
   """A new NoteRNN with the same architecture and weights as ``source``."""
   model = note_rnn.NoteRNN(source.layer_sizes, name=name)
   model.set_weights(source.get_weights())
@@ -57,7 +59,7 @@ class TunerBase:
     return tf.while_loop(cond, body, [tf.constant(0)],
                          parallel_iterations=1)[0]
 
-  def run(self, num_iterations):
+  def run(self, num_iterations: int) -> int:
     """Runs num_iterations iterations (notes_per_iteration notes each).
 
     Returns the number of iterations done (fewer if a loss was not finite;
@@ -66,23 +68,23 @@ class TunerBase:
     return int(self._run_fn(tf.constant(int(num_iterations))))
 
   @property
-  def nonfinite_loss(self):
+  def nonfinite_loss(self) -> Optional[float]:
     """None, or the first non-finite loss value seen."""
     if bool(self._stats.nonfinite.numpy()):
       return float(self._stats.bad_loss.numpy())
     return None
 
   @property
-  def num_notes_composed(self):
+  def num_notes_composed(self) -> int:
     return int(self.notes_composed.numpy())
 
   @property
-  def notes_per_iteration(self):
+  def notes_per_iteration(self) -> int:
     raise NotImplementedError
 
   @property
-  def num_updates(self):
+  def num_updates(self) -> int:
     raise NotImplementedError
 
-  def read_and_reset_stats(self):
+  def read_and_reset_stats(self) -> Dict[str, float]:
     raise NotImplementedError

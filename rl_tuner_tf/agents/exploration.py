@@ -12,6 +12,8 @@ Boltzmann: the note is sampled from the policy's softmax
   action while it appends the sampled note, which ``TuningConfig.
   boltzmann_store_argmax`` reproduces (tuning.py's replay observer).
 """
+from typing import Dict
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
@@ -68,10 +70,11 @@ class BoltzmannMelodyPolicy(policies.MelodyPolicy):
                      greedy=False, primer=primer, seed=seed, name=name)
     self._temperature = float(temperature)
 
-  def extra_info_spec(self, action_spec):
+  def extra_info_spec(self, action_spec: tf.TensorSpec
+                      ) -> Dict[str, tf.TensorSpec]:
     return {"greedy_action": action_spec}
 
-  def extra_info(self, logits):
+  def extra_info(self, logits: tf.Tensor) -> Dict[str, tf.Tensor]:
     return {"greedy_action": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
   def _select(self, logits, time_step):

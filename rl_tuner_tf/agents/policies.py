@@ -21,17 +21,20 @@ buffer stores so training can rerun the network from it (reference section 3);
 subclasses add their own entries (``extra_info``).
 Randomness comes from a seeded, checkpointed ``tf.random.Generator``.
 """
+from typing import Dict, Sequence, Tuple
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tf_agents.policies import tf_policy
 from tf_agents.trajectories import policy_step
+from tf_agents.trajectories import time_step as ts
 
 from rl_tuner_tf import algorithms
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
 
-def default_greedy(kind):
+def default_greedy(kind: str) -> bool:
   """Q and RL-only act greedily (Eq. 5); Psi and G sample (Eq. 12 / 14):
   each algorithm's ``greedy`` (algorithms.py)."""
   return algorithms.get(kind).greedy
@@ -58,11 +61,11 @@ class MelodyPolicy(tf_policy.TFPolicy):
     self._generator = tf.random.Generator.from_seed(seed)
 
   @property
-  def kind(self):
+  def kind(self) -> str:
     return self._kind
 
   @property
-  def generator(self):
+  def generator(self) -> tf.random.Generator:
     return self._generator
 
   def _get_initial_state(self, batch_size):
@@ -80,7 +83,9 @@ class MelodyPolicy(tf_policy.TFPolicy):
     return tf.cond(tf.reduce_any(is_first), reset,
                    lambda: tuple(tf.identity(s) for s in policy_state))
 
-  def logits_and_state(self, time_step, policy_state):
+  def logits_and_state(
+      self, time_step: ts.TimeStep, policy_state: Sequence[tf.Tensor]
+  ) -> Tuple[tf.Tensor, Tuple[tf.Tensor, ...], Tuple[tf.Tensor, ...]]:
     """-> (policy logits [B, 38], state before, state after)."""
     state = self._reset_at_first(time_step, tuple(policy_state))
     observation = time_step.observation
@@ -89,12 +94,13 @@ class MelodyPolicy(tf_policy.TFPolicy):
                                          observation["reward_logits"])
     return logits, state, new_state
 
-  def extra_info_spec(self, action_spec):
+  def extra_info_spec(self, action_spec: tf.TensorSpec
+                      ) -> Dict[str, tf.TensorSpec]:
     """Specs of the entries ``extra_info`` adds to the policy info."""
     del action_spec
     return {}
 
-  def extra_info(self, logits):
+  def extra_info(self, logits: tf.Tensor) -> Dict[str, tf.Tensor]:
     """More policy info from this step's logits (see extra_info_spec)."""
     del logits
     return {}
@@ -123,7 +129,8 @@ class MelodyPolicy(tf_policy.TFPolicy):
                                   {"q_state": state, **self.extra_info(logits)})
 
 
-def sample_from_logits(generator, logits):
+def sample_from_logits(generator: tf.random.Generator,
+                       logits: tf.Tensor) -> tf.Tensor:
   """One sample per row of softmax(logits), from a tf.random.Generator."""
   seeds = generator.make_seeds(1)[:, 0]
   return tf.random.stateless_categorical(

@@ -36,16 +36,21 @@ the other k - 1 (no value network):
 and every token of composition i gets A^i in the same clipped surrogate
 (PG-5), as TRL's RLOO trainer does.
 """
+from typing import Tuple
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 
-def kl_penalised_rewards(r_mt_over_c, log_p, log_pi):
+def kl_penalised_rewards(r_mt_over_c: tf.Tensor, log_p: tf.Tensor,
+                         log_pi: tf.Tensor) -> tf.Tensor:
   """PG-2: r_t = r_MT/c + log p(a_t|s_t) - log pi(a_t|s_t), elementwise."""
   return r_mt_over_c + log_p - log_pi
 
 
-def gae(rewards, values, gamma=1.0, lam=0.95):
+def gae(rewards: tf.types.experimental.TensorLike,
+        values: tf.types.experimental.TensorLike, gamma: float = 1.0,
+        lam: float = 0.95) -> Tuple[tf.Tensor, tf.Tensor]:
   """PG-3 / PG-4 on whole compositions.
 
   rewards, values: [B, T]; the composition ends after step T - 1 (V = 0
@@ -63,7 +68,9 @@ def gae(rewards, values, gamma=1.0, lam=0.95):
   return advantages, advantages + values
 
 
-def clipped_surrogate_loss(log_pi, log_pi_old, advantages, clip=0.2):
+def clipped_surrogate_loss(log_pi: tf.Tensor, log_pi_old: tf.Tensor,
+                           advantages: tf.Tensor, clip: float = 0.2
+                           ) -> Tuple[tf.Tensor, tf.Tensor]:
   """PG-5 (a loss: minimised). Returns (loss, fraction of tokens clipped)."""
   ratio = tf.exp(log_pi - log_pi_old)
   unclipped = ratio * advantages
@@ -74,12 +81,13 @@ def clipped_surrogate_loss(log_pi, log_pi_old, advantages, clip=0.2):
   return loss, clip_fraction
 
 
-def value_loss(values, returns):
+def value_loss(values: tf.Tensor, returns: tf.Tensor) -> tf.Tensor:
   """PG-6: 1/2 mean squared error of V against the GAE returns."""
   return 0.5 * tf.reduce_mean(tf.square(values - returns))
 
 
-def leave_one_out_advantages(returns, k):
+def leave_one_out_advantages(returns: tf.types.experimental.TensorLike,
+                             k: int) -> tf.Tensor:
   """PG-7: returns [B] (B = groups * k, each group's k consecutive items share
   a primer) -> A^i = R^i - mean of the other k - 1 returns of its group."""
   returns = tf.convert_to_tensor(returns, tf.float32)
@@ -90,7 +98,7 @@ def leave_one_out_advantages(returns, k):
   return tf.reshape(groups - others, [-1])
 
 
-def whiten(x, eps=1e-8):
+def whiten(x: tf.Tensor, eps: float = 1e-8) -> tf.Tensor:
   """(x - mean) / std over all elements: rescales the step size, keeps the
   sign structure (a constant shift is a baseline: no bias in expectation)."""
   mean, variance = tf.nn.moments(tf.reshape(x, [-1]), axes=[0])

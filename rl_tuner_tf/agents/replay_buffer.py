@@ -15,15 +15,20 @@ trains on exactly the minibatches of an uninterrupted one.
 tf-agents is pinned to 0.19 (its last release); this subclass reads the
 buffer's row table and last id, as ``get_next`` itself does.
 """
+from typing import Sequence
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 from tf_agents.replay_buffers import tf_uniform_replay_buffer
+from tf_agents.typing import types
 
 
 class SeededUniformReplayBuffer(tf_uniform_replay_buffer.TFUniformReplayBuffer):
   """TFUniformReplayBuffer plus ``sample_steps`` from a given generator."""
 
-  def sample_steps(self, generator, outer_shape, num_steps=2):
+  def sample_steps(self, generator: tf.random.Generator,
+                   outer_shape: Sequence[int],
+                   num_steps: int = 2) -> types.NestedTensor:
     """Items of ``num_steps`` consecutive steps, shaped outer_shape + [num_steps].
 
     generator: a tf.random.Generator (its state advances). The rows are drawn

@@ -31,6 +31,8 @@ When one update stands for k of the paper's minibatches (``update_rate_
 multiplier`` k; see tuning.py), the soft update uses 1 - (1 - eta)^k so the
 target network tracks the Q-network at the paper's pace per note.
 """
+from typing import List
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 from tf_agents.agents import tf_agent
@@ -39,6 +41,7 @@ from tf_agents.utils import common
 from rl_tuner_tf.agents import exploration
 from rl_tuner_tf.agents import policies
 from rl_tuner_tf import algorithms
+from rl_tuner_tf import note_rnn
 from rl_tuner_tf.agents import update_step
 
 
@@ -98,19 +101,19 @@ class RLTunerAgent(tf_agent.TFAgent):
         train_sequence_length=2, train_step_counter=train_step_counter)
 
   @property
-  def algorithm(self):
+  def algorithm(self) -> str:
     return self._algorithm
 
   @property
-  def q_network(self):
+  def q_network(self) -> note_rnn.NoteRNN:
     return self._q_network
 
   @property
-  def target_q_network(self):
+  def target_q_network(self) -> note_rnn.NoteRNN:
     return self._target_q_network
 
   @property
-  def trained_variables(self):
+  def trained_variables(self) -> List[tf.Variable]:
     """What the optimizer updates: the Q/Psi/G network (and the prior)."""
     variables = list(self._q_network.trainable_variables)
     if self._prior_network is not None:
@@ -118,7 +121,7 @@ class RLTunerAgent(tf_agent.TFAgent):
     return variables
 
   @property
-  def effective_target_update_rate(self):
+  def effective_target_update_rate(self) -> float:
     return self._target_update_rate
 
   def _initialize(self):

@@ -19,18 +19,22 @@ import tensorflow as tf
 
 
 
-def q_target(reward, discount, gamma, next_target_values):
+def q_target(reward: tf.Tensor, discount: tf.Tensor, gamma: float,
+             next_target_values: tf.Tensor) -> tf.Tensor:
   """Q-learning, Eq. 4:  y = r + gamma * max_a' Q-(s', a')."""
   return reward + gamma * discount * tf.reduce_max(next_target_values, axis=-1)
 
 
-def psi_target(reward, discount, gamma, next_target_values):
+def psi_target(reward: tf.Tensor, discount: tf.Tensor, gamma: float,
+               next_target_values: tf.Tensor) -> tf.Tensor:
   """Generalized Psi-learning, Eq. 11:  y = r + gamma * logsumexp_a' Psi-(s', a')."""
   return reward + gamma * discount * tf.reduce_logsumexp(next_target_values,
                                                          axis=-1)
 
 
-def g_target(reward, discount, gamma, next_target_values, next_reward_logits):
+def g_target(reward: tf.Tensor, discount: tf.Tensor, gamma: float,
+             next_target_values: tf.Tensor,
+             next_reward_logits: tf.Tensor) -> tf.Tensor:
   """G-learning, Eq. 13 (reward r = r_MT/c, no log p term):
 
   y = r_MT/c + gamma * logsumexp_a' ( log p(a'|s') + G-(s', a') ),

@@ -25,13 +25,15 @@ benchmarks/bench_compute_bound.py's output. The Adam step is tf.keras' to the
 bit op by op, and the clipped step agrees with tf.clip_by_norm + tf.keras to
 rounding (tests/test_agents_update_step.py).
 """
+from typing import Optional, Sequence
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
 GRAM_ROWS = 8
 
 
-def squared_norm(t):
+def squared_norm(t: tf.Tensor) -> tf.Tensor:
   """sum(t^2): trace(F F^T) with F = t as [8, n/8] when 8 divides n (a
   matmul, vectorised on XLA's CPU backend), else a plain reduction."""
   n = t.shape.num_elements()
@@ -41,13 +43,13 @@ def squared_norm(t):
   return tf.linalg.trace(tf.matmul(f, f, transpose_b=True))
 
 
-def clip_by_norm(t, clip_norm):
+def clip_by_norm(t: tf.Tensor, clip_norm: float) -> tf.Tensor:
   """tf.clip_by_norm's formula: t * c / max(||t||, c)."""
   norm = tf.sqrt(squared_norm(t))
   return t * clip_norm / tf.maximum(norm, clip_norm)
 
 
-def check_optimizer(optimizer):
+def check_optimizer(optimizer: tf.keras.optimizers.Optimizer) -> None:
   """The update reproduces plain tf.keras Adam: refuse anything else."""
   if not isinstance(optimizer, tf.keras.optimizers.Adam):
     raise ValueError(f"the agent's update is Adam's; got {type(optimizer)}")
@@ -72,7 +74,9 @@ def _slots(optimizer, variable):
   return optimizer._momentums[i], optimizer._velocities[i]  # pylint: disable=protected-access
 
 
-def apply(optimizer, gradients, variables, ok, clip_norm=None):
+def apply(optimizer: tf.keras.optimizers.Adam, gradients: Sequence[tf.Tensor],
+          variables: Sequence[tf.Variable], ok: tf.Tensor,
+          clip_norm: Optional[float] = None) -> None:
   """Clip, then one Adam step on ``variables``, when the scalar bool ``ok``."""
   okf = tf.cast(ok, tf.float32)
   step = tf.cast(optimizer.iterations + 1, tf.float32)
@@ -91,7 +95,8 @@ def apply(optimizer, gradients, variables, ok, clip_norm=None):
   optimizer.iterations.assign_add(tf.cast(ok, optimizer.iterations.dtype))
 
 
-def soft_update(source, target, eta, ok):
+def soft_update(source: Sequence[tf.Variable], target: Sequence[tf.Variable],
+                eta: float, ok: tf.Tensor) -> None:
   """theta- <- (1 - eta) theta- + eta theta, when ``ok`` (TF-Agents' formula)."""
   eta = tf.cast(ok, tf.float32) * eta
   for s, t in zip(source, target):

@@ -47,8 +47,15 @@ any other length.
 """
 import math
 import time
+from typing import (Any, BinaryIO, Dict, Mapping, Optional, Sequence, Tuple,
+                    TYPE_CHECKING, Union)
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+  from rl_tuner_tf import note_rnn as note_rnn_lib
+  from rl_tuner_tf.evaluation import reference as reference_lib
 
 NOTE_OFF, NO_EVENT, FIRST_PITCH_TOKEN, LOWEST_PITCH = 0, 1, 2, 48
 NUM_PITCHES = 36
@@ -89,7 +96,7 @@ class Notes:
   the front (-1 / 0 / -1 after its last), count [N] notes per melody.
   """
 
-  def __init__(self, tokens):
+  def __init__(self, tokens: npt.ArrayLike) -> None:
     tokens = np.asarray(tokens)
     if tokens.ndim != 2:
       raise ValueError(f"melodies must be [N, T] tokens, got {tokens.shape}")
@@ -148,7 +155,7 @@ def _row_counts(values, valid, size):
   return np.bincount(flat, minlength=n * size).reshape(n, size)
 
 
-def features(tokens):
+def features(tokens: Union[Notes, npt.ArrayLike]) -> Dict[str, np.ndarray]:
   """Per-melody features -> dict of arrays ([N] or [N, D]); nan where a
   melody has too few notes for a feature."""
   notes = tokens if isinstance(tokens, Notes) else Notes(tokens)
@@ -193,7 +200,7 @@ def features(tokens):
 
 
 # -- set distributions ---------------------------------------------------------
-def histograms(tokens):
+def histograms(tokens: Union[Notes, npt.ArrayLike]) -> Dict[str, np.ndarray]:
   """Counts over all notes of a set: pitch class [12], interval [27]
   (-13..13, the ends holding larger leaps), note length [T] (1..T steps)."""
   notes = tokens if isinstance(tokens, Notes) else Notes(tokens)
@@ -207,7 +214,7 @@ def histograms(tokens):
   return {"pitch_class": pc, "interval": interval, "note_length": length}
 
 
-def js_bits(p, q):
+def js_bits(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
   """Jensen-Shannon divergence (bits) of two count or probability vectors."""
   p = np.asarray(p, np.float64)
   q = np.asarray(q, np.float64)
@@ -228,7 +235,8 @@ def _vectors(values):
   return values[:, None] if values.ndim == 1 else values
 
 
-def pairwise(a, b=None):
+def pairwise(a: npt.ArrayLike, b: Optional[npt.ArrayLike] = None
+             ) -> np.ndarray:
   """Euclidean distances: within a (each unordered pair once) or a x b;
   rows with a nan are left out."""
   a = _vectors(a)
@@ -261,7 +269,10 @@ def _kde(x, grid):
   return y / np.trapezoid(y, grid)
 
 
-def density_overlap(intra, inter, points=1024):
+def density_overlap(intra: npt.ArrayLike, inter: npt.ArrayLike,
+                    points: int = 1024
+                    ) -> Tuple[float, float, np.ndarray, np.ndarray,
+                               np.ndarray]:
   """(OA, KL(intra || inter), grid, intra density, inter density) of two
   distance samples by Gaussian kernel density estimates on a common grid."""
   intra = np.asarray(intra, np.float64)
@@ -278,7 +289,7 @@ def density_overlap(intra, inter, points=1024):
 
 
 # -- diversity -----------------------------------------------------------------
-def edit_distances(a, b):
+def edit_distances(a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
   """Levenshtein distances between rows a[i] and b[i] ([P, T] each)."""
   a = np.asarray(a).T  # [T, P]: one step of every pair is contiguous
   b = np.asarray(b).T
@@ -297,7 +308,8 @@ def edit_distances(a, b):
   return previous[-1].astype(np.int64)
 
 
-def interval_ngrams_per_1000_notes(tokens, n=4):
+def interval_ngrams_per_1000_notes(tokens: Union[Notes, npt.ArrayLike],
+                                   n: int = 4) -> float:
   """Distinct n-grams of successive intervals in the set, per 1,000 notes."""
   notes = tokens if isinstance(tokens, Notes) else Notes(tokens)
   steps = np.diff(notes.pitches, axis=1)  # [N, T-1]
@@ -317,7 +329,8 @@ def interval_ngrams_per_1000_notes(tokens, n=4):
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 
 
-def window_hashes(tokens, width=COPY_WINDOW):
+def window_hashes(tokens: npt.ArrayLike, width: int = COPY_WINDOW
+                  ) -> np.ndarray:
   """64-bit hashes of every width-step window of each row: [N, T-width+1]
   (an exact polynomial code of the 38 tokens, wrapping mod 2^64)."""
   tokens = np.asarray(tokens, np.uint64)
@@ -331,7 +344,8 @@ def window_hashes(tokens, width=COPY_WINDOW):
   return code
 
 
-def training_window_index(train_melodies, width=COPY_WINDOW):
+def training_window_index(train_melodies: Sequence[np.ndarray],
+                          width: int = COPY_WINDOW) -> np.ndarray:
   """Sorted unique hashes of every width-step window of the training
   melodies (a list of 1-D token arrays)."""
   parts = [window_hashes(m[None, :], width)[0] for m in train_melodies
@@ -341,7 +355,8 @@ def training_window_index(train_melodies, width=COPY_WINDOW):
   return np.unique(np.concatenate(parts))
 
 
-def copied_share(tokens, index, width=COPY_WINDOW):
+def copied_share(tokens: npt.ArrayLike, index: np.ndarray,
+                 width: int = COPY_WINDOW) -> float:
   """Share of melodies with a width-step window found in the index."""
   hashes = window_hashes(tokens, width)
   if index.size == 0 or hashes.size == 0:
@@ -351,7 +366,8 @@ def copied_share(tokens, index, width=COPY_WINDOW):
   return float(found.any(axis=1).mean())
 
 
-def nearest_distances(tokens, train_windows):
+def nearest_distances(tokens: npt.ArrayLike, train_windows: np.ndarray
+                      ) -> np.ndarray:
   """Edit distance from each melody to its nearest training window."""
   tokens = np.asarray(tokens)
   best = np.full(len(tokens), np.iinfo(np.int64).max)
@@ -366,7 +382,7 @@ def nearest_distances(tokens, train_windows):
 
 
 # -- classifier two-sample test ------------------------------------------------
-def classifier_inputs(tokens):
+def classifier_inputs(tokens: npt.ArrayLike) -> np.ndarray:
   """Per melody: token unigram and bigram shares, and features."""
   tokens = np.asarray(tokens)
   n, t = tokens.shape
@@ -381,7 +397,8 @@ def classifier_inputs(tokens):
   return np.concatenate([uni, bi] + extra, axis=1)
 
 
-def wilson_interval(successes, trials, z=Z_95):
+def wilson_interval(successes: int, trials: int, z: float = Z_95
+                    ) -> Tuple[float, float]:
   if trials == 0:
     return float("nan"), float("nan")
   p = successes / trials
@@ -391,7 +408,9 @@ def wilson_interval(successes, trials, z=Z_95):
   return center - half, center + half
 
 
-def classifier_test(x_tokens, b_tokens, rng, l2=1e-2):
+def classifier_test(x_tokens: npt.ArrayLike, b_tokens: npt.ArrayLike,
+                    rng: np.random.Generator, l2: float = 1e-2
+                    ) -> Tuple[float, float, float, int]:
   """Logistic regression telling X from B: trained on half of each, held-out
   accuracy on the other half -> (accuracy, low, high, test size)."""
   from scipy import optimize  # pylint: disable=g-import-not-at-top
@@ -424,7 +443,7 @@ def classifier_test(x_tokens, b_tokens, rng, l2=1e-2):
 
 
 # -- Frechet distance ----------------------------------------------------------
-def frechet_distance(x, y):
+def frechet_distance(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
   """FID's formula between Gaussian fits of two [N, D] samples."""
   from scipy import linalg  # pylint: disable=g-import-not-at-top
   x = np.asarray(x, np.float64)
@@ -439,7 +458,9 @@ def frechet_distance(x, y):
   return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2.0 * covmean))
 
 
-def note_rnn_features(note_rnn, tokens, batch_size=2000):
+def note_rnn_features(note_rnn: "note_rnn_lib.NoteRNN",
+                      tokens: np.ndarray, batch_size: int = 2000
+                      ) -> np.ndarray:
   """The Note RNN's top LSTM output at each melody's last step: [N, units]."""
   out = []
   for start in range(0, len(tokens), batch_size):
@@ -450,7 +471,8 @@ def note_rnn_features(note_rnn, tokens, batch_size=2000):
 
 
 # -- everything ----------------------------------------------------------------
-def mean_ci(values):
+def mean_ci(values: npt.ArrayLike
+            ) -> Tuple[Optional[float], Optional[float]]:
   """(mean, 95 % half-width) of the finite values (normal approximation)."""
   v = np.asarray(values, np.float64)
   v = v[np.isfinite(v)]
@@ -462,7 +484,9 @@ def mean_ci(values):
                                 math.sqrt(v.size))
 
 
-def measure(x_tokens, reference, note_rnn=None, seed=0, timings=None):
+def measure(x_tokens: npt.ArrayLike, reference: "reference_lib.Reference",
+            note_rnn: Optional["note_rnn_lib.NoteRNN"] = None, seed: int = 0,
+            timings: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
   """All metrics of melodies X against reference.B -> flat {key: number}
   (plus "yl_densities": the curves behind the OA / KL, for plots).
 
@@ -565,7 +589,7 @@ SUMMARY = (  # (key, header, digits): the combined table's columns
 )
 
 
-def with_summary(metrics):
+def with_summary(metrics: Mapping[str, Any]) -> Dict[str, Any]:
   """metrics plus yl_mean_oa: the mean OA over Yang & Lerch's features."""
   oas = [metrics.get(f"yl_{k}_oa") for k in YL_FEATURES]
   oas = [v for v in oas if v is not None]
@@ -579,7 +603,8 @@ def _cell(mean, half, digits):
   return text + (f" ± {half:.{digits}f}" if half is not None else "")
 
 
-def markdown_table(floor, groups):
+def markdown_table(floor: Mapping[str, Any],
+                   groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
   """floor: the held-out half's metrics; groups: {name: [metrics per seed]}
   -> markdown: one row per group (mean ± 95 % CI over seeds where there
   are several), the real-vs-real floor first."""
@@ -609,7 +634,9 @@ def markdown_table(floor, groups):
   return "\n".join(lines + yl) + "\n"
 
 
-def plot_densities(floor, models, out):
+def plot_densities(floor: Mapping[str, Any],
+                   models: Mapping[str, Mapping[str, Any]],
+                   out: Union[str, BinaryIO]) -> None:
   """One panel per Yang & Lerch feature: the reference's intra-set distance
   density and each model's (and the floor's) inter-set one, as a PNG to
   ``out`` (a path or a binary file)."""
@@ -635,7 +662,10 @@ def plot_densities(floor, models, out):
   plt.close(fig)
 
 
-def plot_rules_against_realism(points, floor, out):
+def plot_rules_against_realism(
+    points: Sequence[Tuple[str, str, Sequence[Optional[float]],
+                           Mapping[str, Sequence[float]]]],
+    floor: Mapping[str, Any], out: Union[str, BinaryIO]) -> None:
   """Mean r_MT per note (Table 1) against distance from real melodies, one
   point per model and grid point (its seeds' mean, bars the 95 % CI): left
   the Fréchet distance in the Note RNN's space, right the classifier's

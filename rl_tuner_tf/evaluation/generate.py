@@ -16,16 +16,21 @@ and a single batch gives what the other tools give for that seed.
 The log pi(a|s) of each note under the sampling policy is recorded too
 (``return_log_pi``): the KL-regularised objective needs it (objective.py).
 """
+from typing import Mapping, Optional, Tuple, TYPE_CHECKING
 import weakref
 
 from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 from data_pipeline import encoding
 from rl_tuner_tf import compose
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf.rewards.music_theory import FIGURE2_R_MT
+
+if TYPE_CHECKING:
+  from rl_tuner_tf import note_rnn
 
 DEFAULT_BATCH_SIZE = 10000
 ORIGINAL_PRIME_CLASSES = encoding.NUM_CLASSES - 1  # 0..36, the original's draw
@@ -77,10 +82,14 @@ def _sampler(kind, q_network, reward_rnn, num_notes, prime_classes):
   return fn
 
 
-def generate_melodies(kind, q_network, reward_rnn, num_melodies, seed,
-                      num_notes=32, batch_size=DEFAULT_BATCH_SIZE,
-                      prime_all_classes=False, return_log_pi=False,
-                      primer=None):
+def generate_melodies(kind: str, q_network: Optional["note_rnn.NoteRNN"],
+                      reward_rnn: "note_rnn.NoteRNN", num_melodies: int,
+                      seed: int, num_notes: int = 32,
+                      batch_size: int = DEFAULT_BATCH_SIZE,
+                      prime_all_classes: bool = False,
+                      return_log_pi: bool = False,
+                      primer: Optional[npt.ArrayLike] = None
+                      ) -> Tuple[np.ndarray, ...]:
   """Samples melodies from a model's policy.
 
   kind: "note_rnn", "q", "psi", "g" or "rl_only".
@@ -130,9 +139,12 @@ def generate_melodies(kind, q_network, reward_rnn, num_melodies, seed,
   return out
 
 
-def figure2_point(kind, q_network, reward_rnn, num_melodies=100, seed=0,
-                  num_notes=32, weights=None, token_reading="paper",
-                  r_mt="mean"):
+def figure2_point(kind: str, q_network: Optional["note_rnn.NoteRNN"],
+                  reward_rnn: "note_rnn.NoteRNN", num_melodies: int = 100,
+                  seed: int = 0, num_notes: int = 32,
+                  weights: Optional[Mapping[str, float]] = None,
+                  token_reading: str = "paper", r_mt: str = "mean"
+                  ) -> Tuple[float, float]:
   """(mean log p(a|s), mean r_MT) of freshly sampled melodies -- one point of
   Figure 2 (the reference's 100 melodies). r_mt: "mean" per note (the
   reference), or "last_note": each melody's last note only (the original's

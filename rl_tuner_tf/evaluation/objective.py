@@ -13,9 +13,11 @@ J_i per melody, their mean, and a 95 % normal confidence interval
 mean ± 1.96 sd / sqrt(N) (melodies are independent samples).
 """
 import math
+from typing import Dict, Mapping, Optional
 
 from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
+import numpy.typing as npt
 
 from rl_tuner_tf.rewards import replay
 
@@ -23,8 +25,10 @@ DEFAULT_C = 0.5  # the paper's c, when a model does not record its own
 Z_95 = 1.959963984540054
 
 
-def per_melody_r_mt(melodies, weights=None, chunk_size=20000,
-                    token_reading="paper"):
+def per_melody_r_mt(melodies: npt.ArrayLike,
+                    weights: Optional[Mapping[str, float]] = None,
+                    chunk_size: int = 20000, token_reading: str = "paper"
+                    ) -> np.ndarray:
   """sum_t r_MT of each melody [N, T] -> float64 [N] (replayed in chunks)."""
   tokens = replay.check_melodies(melodies).numpy()
   return np.concatenate([
@@ -34,8 +38,10 @@ def per_melody_r_mt(melodies, weights=None, chunk_size=20000,
       for i in range(0, len(tokens), chunk_size)])
 
 
-def kl_objective(melodies, log_p, log_pi, c, weights=None,
-                 token_reading="paper"):
+def kl_objective(melodies: npt.ArrayLike, log_p: npt.ArrayLike,
+                 log_pi: npt.ArrayLike, c: float,
+                 weights: Optional[Mapping[str, float]] = None,
+                 token_reading: str = "paper") -> Dict[str, float]:
   """The estimate of J with its 95 % confidence interval -> dict.
 
   melodies [N, T] tokens, log_p / log_pi [N, T] each note's log-probability
@@ -64,7 +70,7 @@ def kl_objective(melodies, log_p, log_pi, c, weights=None,
           "mean_kl": float(kl.mean())}
 
 
-def format_objective(result):
+def format_objective(result: Optional[Mapping[str, float]]) -> str:
   """'mean ± half-width' (the 95 % CI), for tables."""
   if not result:
     return "n/a"

@@ -11,8 +11,10 @@ whole-length windows for nearest-neighbour edit distances.
 import dataclasses
 import json
 import os
+from typing import Any, Callable, List, Optional
 
 import numpy as np
+import numpy.typing as npt
 
 from rl_tuner_tf.evaluation import beyond_rules
 
@@ -26,7 +28,7 @@ class Reference:
   tfrecord_dir: str
 
 
-def windows(melody, length):
+def windows(melody: npt.ArrayLike, length: int) -> np.ndarray:
   """Non-overlapping windows of ``length`` steps of one melody, each
   starting on a note -> [K, length]."""
   melody = np.asarray(melody)
@@ -41,13 +43,14 @@ def windows(melody, length):
   return np.asarray(out, np.int64).reshape(-1, length)
 
 
-def read_split(tfrecord_dir, split):
+def read_split(tfrecord_dir: str, split: str) -> List[np.ndarray]:
   """The split's melodies, in file order: a list of 1-D int arrays."""
   from data_pipeline import dataset  # pylint: disable=g-import-not-at-top
   return [m.numpy() for m in dataset.melody_dataset(tfrecord_dir, split)]
 
 
-def default_tfrecord_dir(note_rnn_checkpoint=None, log=print):
+def default_tfrecord_dir(note_rnn_checkpoint: Optional[str] = None,
+                         log: Callable[[str], Any] = print) -> str:
   """The corpus the Note RNN's provenance names, when it is here; else the
   embedded corpus (built when missing)."""
   if note_rnn_checkpoint:
@@ -62,7 +65,7 @@ def default_tfrecord_dir(note_rnn_checkpoint=None, log=print):
   return corpus.ensure_default_corpus(log=log)
 
 
-def load(tfrecord_dir, length=32, seed=0):
+def load(tfrecord_dir: str, length: int = 32, seed: int = 0) -> Reference:
   """-> Reference of the corpus in tfrecord_dir, for compositions of
   ``length`` steps."""
   held_out = read_split(tfrecord_dir, "validation")

@@ -17,6 +17,7 @@ plus mean r_MT per note and, given the per-step log p(a|s) under the Note RNN,
 mean log p.
 """
 import math
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
@@ -111,8 +112,10 @@ def _ratio(numerator, denominator):
   return float(numerator) / float(denominator) if denominator else float("nan")
 
 
-def compute_table1(melodies, log_p=None, weights=None, chunk_size=DEFAULT_CHUNK,
-                   token_reading="paper"):
+def compute_table1(melodies: np.ndarray, log_p: Optional[np.ndarray] = None,
+                   weights: Optional[Mapping[str, float]] = None,
+                   chunk_size: int = DEFAULT_CHUNK,
+                   token_reading: str = "paper") -> Dict[str, Any]:
   """Table 1 statistics of melodies [N, T] -> dict (fractions, not percent).
 
   log_p: optional [N, T] log p(a|s) of each note under the Note RNN.
@@ -171,8 +174,10 @@ def compute_table1(melodies, log_p=None, weights=None, chunk_size=DEFAULT_CHUNK,
   return stats
 
 
-def mean_music_theory_reward(melodies, weights=None, token_reading="paper",
-                             last_note_only=False):
+def mean_music_theory_reward(melodies: np.ndarray,
+                             weights: Optional[Mapping[str, float]] = None,
+                             token_reading: str = "paper",
+                             last_note_only: bool = False) -> float:
   """Mean r_MT per note of melodies [N, T] (Figure 2's second curve), or with
   ``last_note_only`` the mean r_MT of each melody's last note (what the
   original code's Figure 2 kept)."""
@@ -193,7 +198,7 @@ def _cell(value, style):
   return f"{value:.2f}" if style == "float" else str(value)
 
 
-def to_json_ready(stats):
+def to_json_ready(stats: Any) -> Any:
   """NaN -> None, so json.dump writes null (valid JSON)."""
   if isinstance(stats, dict):
     return {k: to_json_ready(v) for k, v in stats.items()}
@@ -205,14 +210,15 @@ def to_json_ready(stats):
 MODEL_ORDER = ("note_rnn", "q", "psi", "g", "rl_only", "ppo", "rloo")
 
 
-def ordered(results):
+def ordered(results: Mapping[str, Any]) -> Dict[str, Any]:
   """results re-ordered as the paper's columns, unknown names last."""
   names = [n for n in MODEL_ORDER if n in results]
   names += sorted(n for n in results if n not in MODEL_ORDER)
   return {n: results[n] for n in names}
 
 
-def table_cells(results):
+def table_cells(results: Mapping[str, Mapping[str, Any]]
+                ) -> Tuple[List[str], List[List[str]]]:
   """-> (header [str], rows [[str]]): each model's value, and the paper's
   beside it for the models the paper reports (note_rnn, q, psi, g)."""
   results = ordered(results)
@@ -232,7 +238,7 @@ def table_cells(results):
   return header, rows
 
 
-def table_footnote(results):
+def table_footnote(results: Mapping[str, Mapping[str, Any]]) -> str:
   n = ", ".join(f"{m} {s.get('num_melodies')}" for m, s in ordered(results).items())
   text = (f"Melodies per model: {n} (paper: 100,000). Fractions of notes are "
           "over N x 32 notes, of melodies over N; leaps resolved = resolved / "
@@ -248,7 +254,7 @@ def table_footnote(results):
   return text
 
 
-def markdown_table(results):
+def markdown_table(results: Mapping[str, Mapping[str, Any]]) -> str:
   """results: {model name: stats dict} -> Markdown table, ours beside the paper."""
   header, rows = table_cells(results)
 

@@ -8,6 +8,7 @@ stopped does not count and work redone after a kill does.
 """
 import glob
 import os
+from typing import Dict
 
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
@@ -23,7 +24,8 @@ def _session_files(run_dir):
                 key=lambda p: (int(os.path.basename(p).split(".")[3]), p))
 
 
-def seconds_at_steps(run_dir, tag=FIGURE2_TAG):
+def seconds_at_steps(run_dir: str, tag: str = FIGURE2_TAG
+                     ) -> Dict[int, float]:
   """{step: tuning seconds when the step's ``tag`` value was written}, over
   all sessions of the run in <run_dir>/tensorboard ({} when there are no
   events). A step written again by a later session keeps the later time."""

@@ -6,6 +6,8 @@ at lags 1, 2, 3:  coeff = sum((x[lag:] - m) (x[:n-lag] - m)) / n / var(x)
 melody -- and then skipped). Each |coeff| > 0.15 costs 3 |coeff|.
 The same coefficients, on whole melodies, are Table 1's autocorrelation rows.
 """
+from typing import Sequence, Union
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
@@ -16,7 +18,9 @@ THRESHOLD = 0.15
 PENALTY_WEIGHT = 3.0
 
 
-def autocorrelation_coefficients(notes, length, lags=LAGS):
+def autocorrelation_coefficients(notes: tf.types.experimental.TensorLike,
+                                 length: Union[int, tf.Tensor],
+                                 lags: Sequence[int] = LAGS) -> tf.Tensor:
   """[B, len(lags)] float32 coefficients of notes[:, :length] (NaN: constant).
 
   notes: [B, T] int tokens, entries at index >= length ignored.
@@ -46,8 +50,10 @@ def autocorrelation_coefficients(notes, length, lags=LAGS):
   return tf.stack(coefficients, axis=1)
 
 
-def autocorrelation_reward(state, action, threshold=THRESHOLD,
-                           penalty_weight=PENALTY_WEIGHT):
+def autocorrelation_reward(state: composition.CompositionState,
+                           action: tf.Tensor, threshold: float = THRESHOLD,
+                           penalty_weight: float = PENALTY_WEIGHT
+                           ) -> tf.Tensor:
   coeffs = autocorrelation_coefficients(
       composition.with_action(state, action), state.beat + 1)
   magnitude = tf.abs(coeffs)

@@ -6,7 +6,7 @@ vectorised ops over ``[B, num_notes]`` and the caller's 32-step loop can live
 in a ``tf.while_loop`` (reference section 3: composition empty, beat 0 and
 leap state cleared at the start of each composition).
 """
-from typing import NamedTuple
+from typing import NamedTuple, Tuple, Union
 
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
@@ -35,7 +35,8 @@ class CompositionState(NamedTuple):
   steps_since_leap: tf.Tensor
 
 
-def initial_state(batch_size, num_notes=32):
+def initial_state(batch_size: Union[int, tf.Tensor],
+                  num_notes: Union[int, tf.Tensor] = 32) -> CompositionState:
   """Empty compositions: beat 0, leap state cleared."""
   if isinstance(num_notes, int) and num_notes < 1:
     raise ValueError(f"num_notes must be >= 1, got {num_notes}")
@@ -48,23 +49,23 @@ def initial_state(batch_size, num_notes=32):
       steps_since_leap=zeros)
 
 
-def num_notes(state):
+def num_notes(state: CompositionState) -> Union[int, tf.Tensor]:
   """The composition length (32 by default), a Python int when static."""
   static = state.notes.shape[1]
   return static if static is not None else tf.shape(state.notes)[1]
 
 
-def positions(state):
+def positions(state: CompositionState) -> tf.Tensor:
   """[1, num_notes] int32 indices 0..num_notes-1."""
   return tf.range(tf.shape(state.notes)[1], dtype=tf.int32)[tf.newaxis, :]
 
 
-def is_real_note(tokens):
+def is_real_note(tokens: tf.Tensor) -> tf.Tensor:
   """True for pitches (classes 2..37), False for note-off / no-event."""
   return tokens >= encoding.NUM_SPECIAL_EVENTS
 
 
-def with_action(state, action):
+def with_action(state: CompositionState, action: tf.Tensor) -> tf.Tensor:
   """[B, num_notes]: the compositions with ``action`` written at ``beat``.
 
   Entries after ``beat`` are left as they were (unused).
@@ -74,12 +75,14 @@ def with_action(state, action):
                   state.notes)
 
 
-def append(state, action):
+def append(state: CompositionState, action: tf.Tensor
+           ) -> CompositionState:
   """State after ``action`` is appended (leap fields untouched)."""
   return state._replace(notes=with_action(state, action), beat=state.beat + 1)
 
 
-def previous_real_note(state):
+def previous_real_note(state: CompositionState
+                       ) -> Tuple[tf.Tensor, tf.Tensor]:
   """The last pitch before ``beat``, walking back over 0/1.
 
   Returns (has_previous [B] bool, previous [B] int32; 0 where there is none).
@@ -93,6 +96,6 @@ def previous_real_note(state):
   return has_previous, tf.where(has_previous, previous, 0)
 
 
-def pitch_class(tokens):
+def pitch_class(tokens: tf.Tensor) -> tf.Tensor:
   """Pitch class 0..11 (C = 0) of pitch tokens (meaningless for 0/1)."""
   return (tokens - encoding.NUM_SPECIAL_EVENTS + encoding.MIN_PITCH) % 12

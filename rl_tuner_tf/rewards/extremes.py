@@ -3,6 +3,8 @@
 max over all classes, note-off / no-event included); +3 if the lowest real
 note (0/1 excluded) occurs exactly once.
 """
+from typing import Optional, Tuple, Union
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
@@ -12,7 +14,9 @@ from rl_tuner_tf.rewards import composition
 REWARD = 3.0
 
 
-def unique_extremes(notes, length=None):
+def unique_extremes(notes: tf.types.experimental.TensorLike,
+                    length: Optional[Union[int, tf.Tensor]] = None
+                    ) -> Tuple[tf.Tensor, tf.Tensor]:
   """-> (unique_max [B] bool, unique_min [B] bool) of notes[:, :length]."""
   notes = tf.convert_to_tensor(notes)
   if length is None:
@@ -30,7 +34,9 @@ def unique_extremes(notes, length=None):
   return unique_max, unique_min
 
 
-def unique_extremes_reward(state, action, reward_amount=REWARD):
+def unique_extremes_reward(state: composition.CompositionState,
+                           action: tf.Tensor, reward_amount: float = REWARD
+                           ) -> tf.Tensor:
   unique_max, unique_min = unique_extremes(
       composition.with_action(state, action), state.beat + 1)
   value = (tf.cast(unique_max, tf.float32) + tf.cast(unique_min, tf.float32))

@@ -9,6 +9,8 @@ from a C or E +0.15; else a major 7th -0.3, beyond an octave -1.0, major 3rd
 +0.09, major 2nd +0.08, 4th +0.07, major 6th +0.05, 5th +0.02, anything else
 (unison, half step, minor 3rd, tritone, minor 6th, minor 7th, octave) 0.
 """
+from typing import Tuple
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
@@ -31,7 +33,9 @@ MAJOR_THIRD = 4
 _C, _E, _G = 0, 4, 7  # pitch classes
 
 
-def interval_from_previous(state, action):
+def interval_from_previous(state: composition.CompositionState,
+                           action: tf.Tensor
+                           ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """-> (has_previous [B] bool, previous [B] int32, interval [B] int32).
 
   interval = |action - previous real note| (meaningless where action is 0/1
@@ -42,7 +46,9 @@ def interval_from_previous(state, action):
   return has_previous, previous, interval
 
 
-def preferred_intervals_reward(state, action, scaler=SCALER):
+def preferred_intervals_reward(state: composition.CompositionState,
+                               action: tf.Tensor, scaler: float = SCALER
+                               ) -> tf.Tensor:
   action = tf.cast(action, tf.int32)
   has_previous, previous, interval = interval_from_previous(state, action)
   pc = composition.pitch_class(previous)

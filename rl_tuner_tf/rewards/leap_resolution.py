@@ -13,7 +13,7 @@ composition; note-off / no-event only increment steps_since_leap):
   up and the note is now <= the note leapt from (down: >=), the leap is
   resolved gradually (+5) and clears.
 """
-from typing import NamedTuple
+from typing import NamedTuple, Tuple
 
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
@@ -37,7 +37,9 @@ class LeapState(NamedTuple):
   steps_since_leap: tf.Tensor
 
 
-def leap_step(state, action, steps_between_leaps=STEPS_BETWEEN_LEAPS):
+def leap_step(state: composition.CompositionState, action: tf.Tensor,
+              steps_between_leaps: int = STEPS_BETWEEN_LEAPS
+              ) -> Tuple[tf.Tensor, LeapState]:
   """One step of the state machine.
 
   Returns (outcome [B] int32: RESOLVED / DOUBLED / NO_OUTCOME, LeapState).
@@ -76,13 +78,15 @@ def leap_step(state, action, steps_between_leaps=STEPS_BETWEEN_LEAPS):
   return outcome, LeapState(out_direction, out_from, out_steps)
 
 
-def outcome_reward(outcome, resolved_reward=RESOLVED_REWARD,
-                   doubled_penalty=DOUBLED_PENALTY):
+def outcome_reward(outcome: tf.Tensor,
+                   resolved_reward: float = RESOLVED_REWARD,
+                   doubled_penalty: float = DOUBLED_PENALTY) -> tf.Tensor:
   return tf.where(tf.equal(outcome, RESOLVED), resolved_reward,
                   tf.where(tf.equal(outcome, DOUBLED), doubled_penalty, 0.0))
 
 
-def leap_resolution_reward(state, action):
+def leap_resolution_reward(state: composition.CompositionState,
+                           action: tf.Tensor) -> Tuple[tf.Tensor, LeapState]:
   """-> (reward [B] float32, LeapState after the note)."""
   outcome, leap_state = leap_step(state, action)
   return outcome_reward(outcome), leap_state

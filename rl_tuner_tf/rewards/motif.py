@@ -8,6 +8,8 @@ anywhere in the composition before its last 7 steps (``composition[:-7]``,
 the composition without the new note -- so never overlapping the motif):
 +4 + max(0, distinct - 3).
 """
+from typing import Optional, Tuple
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
@@ -22,7 +24,9 @@ REPEATED_MOTIF_REWARD = 4.0
 REPEATED_MOTIF_BONUS_PER_NOTE = 1.0
 
 
-def last_motif(state, action, bar_length=BAR_LENGTH):
+def last_motif(state: composition.CompositionState, action: tf.Tensor,
+               bar_length: int = BAR_LENGTH
+               ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """-> (is_motif [B] bool, distinct [B] int32, window [B, bar_length]).
 
   window: the last ``bar_length`` steps of the composition with ``action``
@@ -39,7 +43,11 @@ def last_motif(state, action, bar_length=BAR_LENGTH):
   return is_motif, distinct, window
 
 
-def is_repeated_motif(state, action, bar_length=BAR_LENGTH, motif=None):
+def is_repeated_motif(
+    state: composition.CompositionState, action: tf.Tensor,
+    bar_length: int = BAR_LENGTH,
+    motif: Optional[Tuple[tf.Tensor, tf.Tensor, tf.Tensor]] = None
+) -> Tuple[tf.Tensor, tf.Tensor]:
   """-> (repeated [B] bool, distinct [B] int32): rule 6 fires.
 
   motif: ``last_motif(state, action, bar_length)`` if already computed.
@@ -58,20 +66,24 @@ def is_repeated_motif(state, action, bar_length=BAR_LENGTH, motif=None):
   return repeated, distinct
 
 
-def bonus_value(fires, distinct, reward_amount, bonus_per_note):
+def bonus_value(fires: tf.Tensor, distinct: tf.Tensor, reward_amount: float,
+                bonus_per_note: float) -> tf.Tensor:
   """reward_amount + max(0, bonus_per_note (distinct - 3)) where ``fires``."""
   extra = tf.cast(distinct - MIN_DISTINCT_NOTES, tf.float32)
   value = reward_amount + tf.maximum(0.0, bonus_per_note * extra)
   return tf.where(fires, value, 0.0)
 
 
-def motif_reward(state, action, reward_amount=MOTIF_REWARD,
-                 bonus_per_note=MOTIF_BONUS_PER_NOTE):
+def motif_reward(state: composition.CompositionState, action: tf.Tensor,
+                 reward_amount: float = MOTIF_REWARD,
+                 bonus_per_note: float = MOTIF_BONUS_PER_NOTE) -> tf.Tensor:
   is_motif, distinct, _ = last_motif(state, action)
   return bonus_value(is_motif, distinct, reward_amount, bonus_per_note)
 
 
-def repeated_motif_reward(state, action, reward_amount=REPEATED_MOTIF_REWARD,
-                          bonus_per_note=REPEATED_MOTIF_BONUS_PER_NOTE):
+def repeated_motif_reward(
+    state: composition.CompositionState, action: tf.Tensor,
+    reward_amount: float = REPEATED_MOTIF_REWARD,
+    bonus_per_note: float = REPEATED_MOTIF_BONUS_PER_NOTE) -> tf.Tensor:
   repeated, distinct = is_repeated_motif(state, action)
   return bonus_value(repeated, distinct, reward_amount, bonus_per_note)

@@ -8,7 +8,7 @@ User rules: ``register_reward(name, fn)`` with ``fn(state, action) -> [B]
 float32``; they are summed with weight 1.0 unless ``weights`` says otherwise.
 """
 import collections
-from typing import Dict, NamedTuple
+from typing import Callable, Dict, Mapping, NamedTuple, Optional, Tuple
 
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
@@ -53,7 +53,10 @@ class NoteEvaluation(NamedTuple):
   new_state: composition.CompositionState
 
 
-def register_reward(name, fn):
+def register_reward(
+    name: str,
+    fn: Callable[[composition.CompositionState, tf.Tensor],
+                 tf.types.experimental.TensorLike]) -> None:
   """Adds a user rule ``fn(state, action) -> [B] float32`` to r_MT."""
   if not isinstance(name, str) or not name:
     raise ValueError(f"reward name must be a non-empty string, got {name!r}")
@@ -64,19 +67,20 @@ def register_reward(name, fn):
   _CUSTOM_RULES[name] = fn
 
 
-def unregister_reward(name):
+def unregister_reward(name: str) -> None:
   if name not in _CUSTOM_RULES:
     raise KeyError(f"no user reward named {name!r} "
                    f"(registered: {list(_CUSTOM_RULES)})")
   del _CUSTOM_RULES[name]
 
 
-def rule_names():
+def rule_names() -> Tuple[str, ...]:
   """Built-in rules, then user rules, in summation order."""
   return BUILTIN_RULES + tuple(_CUSTOM_RULES)
 
 
-def resolve_weights(weights=None):
+def resolve_weights(weights: Optional[Mapping[str, float]] = None
+                    ) -> Dict[str, float]:
   """Full {rule: weight}: 1.0 for every rule the caller does not mention."""
   resolved = {name: 1.0 for name in rule_names()}
   resolved.update(DEFAULT_WEIGHTS)
@@ -89,7 +93,9 @@ def resolve_weights(weights=None):
   return resolved
 
 
-def evaluate_note(state, action, weights=None):
+def evaluate_note(state: composition.CompositionState, action: tf.Tensor,
+                  weights: Optional[Mapping[str, float]] = None
+                  ) -> NoteEvaluation:
   """All rules, their weighted sum r_MT and Table 1 events for ``action``."""
   action = tf.cast(action, tf.int32)
   weights = resolve_weights(weights)
@@ -140,7 +146,10 @@ def evaluate_note(state, action, weights=None):
   return NoteEvaluation(total, dict(per_rule), events, new_state)
 
 
-def music_theory_reward(state, action, weights=None):
+def music_theory_reward(
+    state: composition.CompositionState, action: tf.Tensor,
+    weights: Optional[Mapping[str, float]] = None
+) -> Tuple[tf.Tensor, Dict[str, tf.Tensor], composition.CompositionState]:
   """-> (total [B] r_MT, per_rule {name: [B]}, new_state)."""
   result = evaluate_note(state, action, weights)
   return result.total, result.per_rule, result.new_state

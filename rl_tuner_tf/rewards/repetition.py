@@ -7,6 +7,8 @@ other note stops the walk. Excessive if the note is note-off and the count is
 rests seen the count is > 6. (A no-event new note counts earlier no-event
 steps as repeats: holding too long is repetition.)
 """
+from typing import Tuple
+
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
 
@@ -19,7 +21,8 @@ MAX_REPEATS_WITH_HOLDS_OR_RESTS = 6
 MAX_NOTE_OFF_REPEATS = 1
 
 
-def repetition_walk(state, action):
+def repetition_walk(state: composition.CompositionState, action: tf.Tensor
+                    ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """-> (count [B] int32, holds_seen [B] bool, rests_seen [B] bool)."""
   action = tf.cast(action, tf.int32)[:, tf.newaxis]
   notes = state.notes
@@ -40,7 +43,8 @@ def repetition_walk(state, action):
   return count, holds_seen, rests_seen
 
 
-def is_excessive_repetition(state, action):
+def is_excessive_repetition(state: composition.CompositionState,
+                            action: tf.Tensor) -> tf.Tensor:
   """[B] bool: rule 3 fires for this note."""
   count, holds_seen, rests_seen = repetition_walk(state, action)
   interrupted = holds_seen | rests_seen
@@ -50,6 +54,8 @@ def is_excessive_repetition(state, action):
           | (interrupted & (count > MAX_REPEATS_WITH_HOLDS_OR_RESTS)))
 
 
-def repetition_reward(state, action, penalty=PENALTY):
+def repetition_reward(state: composition.CompositionState,
+                      action: tf.Tensor, penalty: float = PENALTY
+                      ) -> tf.Tensor:
   return tf.where(is_excessive_repetition(state, action),
                   tf.constant(penalty, tf.float32), 0.0)

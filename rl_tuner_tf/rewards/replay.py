@@ -4,7 +4,7 @@ Used by the Table 1 statistics and by tests: ``replay_melodies(tokens)``
 gives, for every step, each rule's value, r_MT and the Table 1 events, exactly
 as the environment would have computed them while composing.
 """
-from typing import Dict, NamedTuple
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional
 
 from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
@@ -61,7 +61,7 @@ def _replay(tokens, weights):
 _COMPILED = {}
 
 
-def check_melodies(tokens):
+def check_melodies(tokens: tf.types.experimental.TensorLike) -> tf.Tensor:
   """Validates int melodies [N, T] of class tokens; returns them as int32."""
   if not tf.is_tensor(tokens):
     tokens = np.asarray(tokens)
@@ -77,7 +77,9 @@ def check_melodies(tokens):
   return tf.cast(tokens, tf.int32)
 
 
-def compiled(builder, num_notes, weights=None):
+def compiled(builder: Callable[[tf.Tensor, Dict[str, float]], Any],
+             num_notes: int, weights: Optional[Mapping[str, float]] = None
+             ) -> Callable[[tf.Tensor], Any]:
   """A cached tf.function ``f(tokens [None, num_notes] int32)`` running
   ``builder(tokens, resolved_weights)``; rebuilt when the rule set changes."""
   resolved = music_theory.resolve_weights(weights)
@@ -93,7 +95,9 @@ def compiled(builder, num_notes, weights=None):
   return fn
 
 
-def replay_melodies(tokens, weights=None, token_reading="paper"):
+def replay_melodies(tokens: tf.types.experimental.TensorLike,
+                    weights: Optional[Mapping[str, float]] = None,
+                    token_reading: str = "paper") -> Replay:
   """tokens [N, T] int (T static) -> Replay, computed in a tf.function.
 
   token_reading: how the rules read tokens 0/1 (rewards/token_reading.py).

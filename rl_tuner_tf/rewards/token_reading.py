@@ -12,6 +12,8 @@ where tokens enter them (the environment's action, replayed melodies), by
 swapping 0 and 1 under ``magenta``. Nothing else changes: the networks, the
 compositions they read and the melodies written to disk keep our encoding.
 """
+from typing import Union
+
 from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
 import tensorflow as tf
@@ -21,13 +23,14 @@ from data_pipeline import encoding
 READINGS = ("paper", "magenta")
 
 
-def check_reading(reading):
+def check_reading(reading: str) -> None:
   if reading not in READINGS:
     raise ValueError(f"unknown token reading {reading!r}; expected one of "
                      f"{READINGS}")
 
 
-def rule_view(tokens, reading="paper"):
+def rule_view(tokens: Union[tf.Tensor, np.ndarray], reading: str = "paper"
+              ) -> Union[tf.Tensor, np.ndarray]:
   """The tokens as the rules see them under ``reading`` (tensor or array)."""
   check_reading(reading)
   if reading == "paper":

@@ -14,13 +14,16 @@ REWARD = 3.0
 FINAL_BAR_OFFSET = 4
 
 
-def starts_with_tonic(state, action, tonic=encoding.TONIC_CLASS):
+def starts_with_tonic(state: composition.CompositionState,
+                      action: tf.Tensor, tonic: int = encoding.TONIC_CLASS
+                      ) -> tf.Tensor:
   """[B] bool: the note is the first of the melody and is the tonic."""
   return tf.logical_and(tf.equal(state.beat, 0), tf.equal(action, tonic))
 
 
-def tonic_reward(state, action, reward_amount=REWARD,
-                 tonic=encoding.TONIC_CLASS):
+def tonic_reward(state: composition.CompositionState, action: tf.Tensor,
+                 reward_amount: float = REWARD,
+                 tonic: int = encoding.TONIC_CLASS) -> tf.Tensor:
   action = tf.cast(action, tf.int32)
   beat = state.beat
   final_bar = composition.num_notes(state) - FINAL_BAR_OFFSET  # F
