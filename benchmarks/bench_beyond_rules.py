@@ -8,7 +8,8 @@ reference (default: the corpus the Note RNN's provenance names, else the
 embedded corpus, built when missing), then times ``measure`` stage by stage
 for the model and for the real-vs-real floor. Target (issue 21): at most
 30 s of metrics for 100,000 melodies per model on the 2-core machine;
-sampling is not part of it (bench_evaluate.py times it).
+sampling is not part of it (bench_evaluate.py times it). The figures also
+go to <--results_dir>/beyond_rules.json (results_io.py; docs/speed.md).
 """
 import argparse
 import os
@@ -19,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_pipeline import keras_setup  # noqa: E402,F401
 from data_pipeline import console  # noqa: E402
+import results_io  # noqa: E402  (benchmarks/)
 
 from rl_tuner_tf import note_rnn  # noqa: E402
 from rl_tuner_tf.evaluation import beyond_rules  # noqa: E402
@@ -33,7 +35,9 @@ def main():
   parser.add_argument("--num_melodies", type=int, default=100000)
   parser.add_argument("--reference_tfrecord_dir", default=None)
   console.add_verbose_argument(parser)
+  results_io.add_argument(parser)
   args = parser.parse_args()
+  load_at_start = results_io.load_average_1m()
   model, source = note_rnn.shipped_or_random()
   directory = (args.reference_tfrecord_dir or
                reference.default_tfrecord_dir(note_rnn.SHIPPED_CHECKPOINT_DIR))
@@ -64,6 +68,15 @@ def main():
   total = rows["model"][1]
   print(f"\n{rows['model'][2]} melodies: {total:.1f} s of metrics "
         f"(target <= {TARGET_S:.0f} s: {'met' if total <= TARGET_S else 'NOT met'})")
+  floor = rows["floor (held-out A)"]
+  results_io.write("beyond_rules", [
+      results_io.row(f"metrics of {rows['model'][2]:,} model melodies", total,
+                     "s", target=f"<= {TARGET_S:.0f} s per 100,000 melodies"),
+      results_io.row(f"metrics of the real-vs-real floor ({floor[2]:,} "
+                     "held-out windows)", floor[1], "s"),
+      results_io.row("loading the reference", load_s, "s",
+                     note=f"{len(ref.a)} + {len(ref.b)} windows"),
+  ], sys.argv, args.results_dir, load_at_start)
 
 
 if __name__ == "__main__":

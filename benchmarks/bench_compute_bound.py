@@ -39,6 +39,9 @@ the small Gram matmuls behind the gradient norms (agents/update_step.py:
 2 * 8 * n per gradient of n weights, about 1 MFLOP per update), which
 the bound leaves out against the update. The bound's
 shape is layer 0's gate matmul: [N x In_0] . [In_0 x 4H_0].
+
+The figures also go to <--results_dir>/compute_bound.json (results_io.py;
+docs/speed.md's table).
 """
 import argparse
 import os
@@ -50,6 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_pipeline import keras_setup  # noqa: F401,E402
 from data_pipeline import console  # noqa: E402
+import results_io  # noqa: E402  (benchmarks/)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -251,7 +255,9 @@ def main():
   parser.add_argument("--diff_iterations", type=int, default=3,
                       help="iterations for the XLA vs op-by-op weight check")
   console.add_verbose_argument(parser)
+  results_io.add_argument(parser)
   args = parser.parse_args()
+  load_at_start = results_io.load_average_1m()
 
   try:
     source = note_rnn.load()
@@ -288,6 +294,7 @@ def main():
             f"{'GFLOP/s':>8} {'bound us':>9} {'ratio':>6} {'<= 2x':>5}")
   print(header)
   print("-" * len(header))
+  results = []
   for name, case in cases:
     shape = case.shape
     rate = probes[shape].flop_per_second()
@@ -296,6 +303,12 @@ def main():
     print(f"{name:<25} {best[name] * 1e6:>10.0f} {case.flops / 1e6:>8.2f} "
           f"{'x'.join(map(str, shape)):>18} {rate / 1e9:>8.1f} "
           f"{bound * 1e6:>9.0f} {ratio:>6.2f} {'yes' if ratio <= 2 else 'NO':>5}")
+    results += [
+        results_io.row(f"{name}: time per update", best[name] * 1e6,
+                       "us/update", note=f"best of {args.repeats}"),
+        results_io.row(f"{name}: time / matmul bound", ratio, "ratio",
+                       target="<= 2"),
+    ]
   shape = xla_case.shape
   graph_rate = probes[shape].flop_per_second()
   xla_rate = xla_probe.flop_per_second()
@@ -308,6 +321,24 @@ def main():
         f"{xla_case.flops / xla_rate * 1e6:.0f} us)")
   print(f"XLA vs op by op, same seed, after {diff_updates} updates "
         f"(collection included): max |dw| over the Q-network = {diff:.3g}")
+  results += [
+      results_io.row(f"{'x'.join(map(str, matmul))} matmul, graph mode",
+                     probe.flop_per_second() / 1e9, "GFLOP/s")
+      for matmul, probe in probes.items()]
+  results += [
+      results_io.row("tuning update (XLA): replay sampling", stages[0] * 1e6,
+                     "us/update"),
+      results_io.row("tuning update (XLA): compiled updates",
+                     stages[1] * 1e6, "us/update"),
+      results_io.row("tuning update (XLA): compiled updates / matmul bound",
+                     stages[1] / (xla_case.flops / graph_rate), "ratio"),
+      results_io.row(f"{'x'.join(map(str, shape))} matmul inside XLA",
+                     xla_rate / 1e9, "GFLOP/s"),
+      results_io.row("XLA vs op by op: max |dw| over the Q-network", diff,
+                     "abs. difference", note=f"after {diff_updates} updates"),
+  ]
+  results_io.write("compute_bound", results, sys.argv, args.results_dir,
+                   load_at_start)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ runs twice per repeat, alternating the order: the Apache Beam pipeline
 (benchmarks/pre_beam_baseline.py: the old multiprocessing Pool, kept here
 only to compare against); both must write byte-identical shards, and the
 ratio Beam / pre-Beam (median seconds over repeats) is printed (target
-<= 1.2).  Prints one table: stage, items, seconds, items/s.  Not a test:
-numbers depend on the machine.
+<= 1.2).  Prints one table: stage, items, seconds, items/s, and writes the
+same figures to <--results_dir>/data_pipeline.json (results_io.py;
+docs/speed.md's table).  Not a test: numbers depend on the machine.
 """
 import os
 import resource
@@ -30,6 +31,7 @@ from absl import flags  # noqa: E402
 from data_pipeline import console  # noqa: E402
 from data_pipeline import corpus  # noqa: E402
 import pre_beam_baseline  # noqa: E402  (benchmarks/, the old Pool build)
+import results_io  # noqa: E402  (benchmarks/)
 
 _ROOT = flags.DEFINE_string("root", None, "Build here (default: temp dir).")
 _NUM_WORKERS = flags.DEFINE_integer("num_workers", os.cpu_count() or 1,
@@ -42,6 +44,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 1, "Cold MIDI -> TFRecords builds "
                                 lower_bound=1)
 _READ_BATCH = flags.DEFINE_integer("read_batch", 128, "Batch size for the "
                                    "tf.data read benchmark.")
+_RESULTS_DIR = results_io.define_flag()
 
 
 def _quiet(_):
@@ -71,8 +74,25 @@ def _same_shards(beam_dir, base_dir, beam_manifest, base_summary):
           beam_manifest["extraction_stats"] == base_summary["extraction_stats"])
 
 
+def result_rows(rows, cpu, ratio, identical):
+  """The printed table as results_io rows: each stage's seconds (its items
+  in the note; the rate follows), the CPU-seconds of the cold stages
+  (``cpu``: {stage: CPU-s}) and the Beam / pre-Beam ratio."""
+  out = []
+  for stage, items, seconds, _, _ in rows:
+    out.append(results_io.row(f"{stage}: wall time", seconds, "s",
+                              note=items))
+    if stage in cpu:
+      out.append(results_io.row(f"{stage}: CPU time", cpu[stage], "CPU-s"))
+  out.append(results_io.row(
+      "cold MIDI -> TFRecords, Beam / pre-Beam (median)", ratio, "ratio",
+      target="<= 1.2", note=f"shards byte-identical: {identical}"))
+  return out
+
+
 def main(argv):
   del argv
+  load_at_start = results_io.load_average_1m()
   from data_pipeline import build_dataset  # pylint: disable=g-import-not-at-top
   root = _ROOT.value or tempfile.mkdtemp(prefix="bench_corpus_")
   workers = _NUM_WORKERS.value
@@ -195,6 +215,15 @@ def main(argv):
           f" on {workers} idle cores; cached: {cached_all:.2f}s")
     print(f"load average now: {os.getloadavg()} (CPU-s are the fair figure "
           "on a shared machine)")
+    cpu = {"MIDI -> TFRecords, cold, pre-Beam": statistics.median(
+               cpus["pre-Beam"]),
+           "MIDI -> TFRecords, cold, Beam": cpu_midi,
+           "corpus total, cold": cpu_abc + cpu_midi}
+    if abc:
+      cpu["ABC -> MIDI, cold"] = cpu_abc
+    results_io.write("data_pipeline",
+                     result_rows(rows, cpu, cold_midi / cold_base, identical),
+                     sys.argv, _RESULTS_DIR.value, load_at_start)
   finally:
     if not _ROOT.value:
       shutil.rmtree(root, ignore_errors=True)

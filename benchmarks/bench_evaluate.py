@@ -5,7 +5,8 @@ replaying them through the music-theory rules.
 
 Uses the shipped Note RNN checkpoint when it exists (else a random Note RNN;
 speed does not depend on the weights). Target (issue 5): 100,000 melodies per
-model in about a minute on the 2-core CPU.
+model in about a minute on the 2-core CPU. The figures also go to
+<--results_dir>/evaluate.json (results_io.py; docs/speed.md's table).
 """
 import argparse
 import os
@@ -16,11 +17,25 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_pipeline import keras_setup  # noqa: E402,F401
 from data_pipeline import console  # noqa: E402
+import results_io  # noqa: E402  (benchmarks/)
 import tensorflow as tf  # noqa: E402
 
 from rl_tuner_tf import note_rnn  # noqa: E402
 from rl_tuner_tf.evaluation import generate  # noqa: E402
 from rl_tuner_tf.evaluation import table1  # noqa: E402
+
+
+def result_rows(kind, trace, gen, stats, n):
+  """One model's figures (n melodies) as results_io rows."""
+  total = gen + stats
+  return [
+      results_io.row(f"{kind}: sample {n:,} melodies", gen, "s"),
+      results_io.row(f"{kind}: Table 1 statistics of {n:,}", stats, "s"),
+      results_io.row(f"{kind}: sampling + statistics", total, "s",
+                     target="~60 s per 100,000 melodies"),
+      results_io.row(f"{kind}: throughput", n / total, "melodies/s"),
+      results_io.row(f"{kind}: graph tracing (one-off, apart)", trace, "s"),
+  ]
 
 
 def main():
@@ -30,7 +45,9 @@ def main():
   parser.add_argument("--batch_size", type=int, default=generate.DEFAULT_BATCH_SIZE)
   parser.add_argument("--chunk_size", type=int, default=table1.DEFAULT_CHUNK)
   console.add_verbose_argument(parser)
+  results_io.add_argument(parser)
   args = parser.parse_args()
+  load_at_start = results_io.load_average_1m()
   reward_rnn, source = note_rnn.shipped_or_random()
   q_network = note_rnn.NoteRNN()
   q_network.set_weights(reward_rnn.get_weights())
@@ -66,6 +83,10 @@ def main():
     print(f"| {kind} | {trace:.1f} | {gen:.1f} | {stats:.1f} | {total:.1f} | "
           f"{args.num_melodies / total:,.0f} |")
   print("\ntarget: ~60 s per model for 100,000 melodies (sampling + statistics)")
+  figures = [r for row in rows
+             for r in result_rows(*row, args.num_melodies)]
+  results_io.write("evaluate", figures, sys.argv, args.results_dir,
+                   load_at_start)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ times the same loop built from the unfused Keras ``NoteRNN.step`` (the
 pre-optimisation implementation); calls of the two are interleaved. The
 machine's load average is printed: on a shared machine the wall-clock median
 moves with it, while the process CPU time per call (all TF threads) moves less.
+The figures also go to <--results_dir>/export.json (results_io.py;
+docs/speed.md's table).
 """
 import os
 import statistics
@@ -23,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data_pipeline import keras_setup  # noqa: E402,F401  (Keras 2 before tf.keras)
 from absl import flags  # noqa: E402
 from data_pipeline import console  # noqa: E402
+import results_io  # noqa: E402  (benchmarks/)
 import tensorflow as tf  # noqa: E402
 
 from export import melody_generator  # noqa: E402
@@ -45,6 +48,7 @@ flags.DEFINE_integer("repeats", 30, "Timed calls per batch size (a third of "
 flags.DEFINE_bool("baseline", True, "Also time the unfused NoteRNN.step loop.")
 flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0: TF default).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0: TF default).")
+results_io.define_flag()
 
 TARGETS_MS = {1: 10.0, 1024: 200.0}
 
@@ -105,8 +109,24 @@ def _time_calls(fns, batch_size):
           for w, c in zip(wall, cpu)]
 
 
+def latency_rows(name, batch_size, median, cpu, calls, exported):
+  """One model's latency at one batch size as results_io rows: the median
+  (against issue 6's target for the export) and, for the export, the
+  process CPU time per call."""
+  target = TARGETS_MS.get(batch_size) if exported else None
+  out = [results_io.row(f"{name}, batch {batch_size}: median latency",
+                        median, "ms",
+                        target=f"<= {target:g} ms" if target else None,
+                        note=f"{calls} calls")]
+  if exported:
+    out.append(results_io.row(
+        f"{name}, batch {batch_size}: median CPU time per call", cpu, "ms"))
+  return out
+
+
 def main(argv):
   del argv
+  load_at_start = results_io.load_average_1m()
   tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
   tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
   if FLAGS.tuned_model_dir:
@@ -132,10 +152,13 @@ def main(argv):
           "target ms | median meets |")
     print("|---|---|---|---|---|---|---|---|")
     medians = {}
+    figures = []
     for batch_size in (int(b) for b in FLAGS.batch_sizes):
       results = _time_calls([fn for _, fn in rows], batch_size)
       for (name, _), (median, best, cpu, n) in zip(rows, results):
         medians[(name, batch_size)] = median
+        figures += latency_rows(name, batch_size, median, cpu, n,
+                                name == rows[0][0])
         target = TARGETS_MS.get(batch_size)
         verdict = "-" if target is None or name != rows[0][0] else (
             "yes" if median <= target else "NO")
@@ -146,7 +169,12 @@ def main(argv):
         ratio = medians[(rows[1][0], batch_size)] / medians[(rows[0][0], batch_size)]
         print(f"speed-up of the export over the unfused loop at batch "
               f"{batch_size}: {ratio:.2f}x")
+        figures.append(results_io.row(
+            f"speed-up of the export over the unfused loop, batch "
+            f"{batch_size}", ratio, "ratio"))
     print(f"load average after {os.getloadavg()[0]:.2f}")
+  results_io.write("export", figures, sys.argv, FLAGS.results_dir,
+                   load_at_start)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ r"""Wall time of a small grid (4 tiny q runs: c 0.5, 2 x seeds 0, 1) one by one
 
 Needs Ray (pip install -e ".[cluster]"). Each run imports TensorFlow in its
 own process, so with tiny runs the start-up dominates; on N free cores the
-ratio approaches N.
+ratio approaches N. The figures also go to <--results_dir>/grid_ray.json
+(results_io.py; docs/speed.md's table).
 """
 import argparse
 import os
@@ -19,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_pipeline import keras_setup  # noqa: E402,F401
 from data_pipeline import console  # noqa: E402
+import results_io  # noqa: E402  (benchmarks/)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -33,7 +35,9 @@ def main():
   parser.add_argument("--parallel_runs", type=int, default=2)
   parser.add_argument("--num_notes", type=int, default=400)
   console.add_verbose_argument(parser)
+  results_io.add_argument(parser)
   args = parser.parse_args()
+  load_at_start = results_io.load_average_1m()
   work = tempfile.mkdtemp(prefix="bench_grid_ray_")
   tf.random.set_seed(1)
   checkpoint = os.path.join(work, "note_rnn")
@@ -75,6 +79,15 @@ def main():
         f"| {on_ray:.1f} s |")
   print(f"one by one / Ray: {one_by_one / on_ray:.2f}x; networks bit-identical: "
         f"{same}; output in {work}")
+  runs = f"{len(serial)} runs of {args.num_notes:,} notes"
+  results_io.write("grid_ray", [
+      results_io.row("one by one (grid.run_subprocess)", one_by_one, "s",
+                     note=runs),
+      results_io.row(f"local Ray, parallel_runs={args.parallel_runs} "
+                     "(incl. Ray start)", on_ray, "s", note=runs),
+      results_io.row("one by one / Ray", one_by_one / on_ray, "ratio",
+                     note=f"networks bit-identical: {same}"),
+  ], sys.argv, args.results_dir, load_at_start)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ at once (one thread each, all released together: consent, every trial's two
 database is checked: every rating the clients were told was stored is there
 exactly once, nothing else is.  Prints a table; exits non-zero if anything
 was lost or duplicated.  Without --run_dir the stimuli are rendered from
-random melodies (4 models x 4 clips) into a temporary folder.
+random melodies (4 models x 4 clips) into a temporary folder.  The figures
+also go to <--results_dir>/listening_study.json (results_io.py;
+docs/speed.md's table), written before the exit status is decided.
 """
 import argparse
 import os
@@ -25,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import listening_study  # pylint: disable=g-import-not-at-top,wrong-import-position
 from data_pipeline import console  # noqa: E402
+import results_io  # noqa: E402  pylint: disable=wrong-import-position
 from listening_study import db  # pylint: disable=wrong-import-position
 from listening_study import simulate  # pylint: disable=wrong-import-position
 from listening_study import stimuli  # pylint: disable=wrong-import-position
@@ -40,6 +43,37 @@ def random_melodies(models, n=4, steps=32, seed=0):
   return out
 
 
+def result_rows(m, latencies):
+  """The load test's figures as results_io rows. ``m``: participants,
+  completed, expected and stored ratings, wall seconds, requests, lost,
+  duplicated, unexpected, failed (client errors + unfinished
+  participants); ``latencies``: seconds of every rating POST."""
+  out = [
+      results_io.row("participants completed", m["completed"],
+                     "participants",
+                     target=f"= {m['participants']} (all, at once)"),
+      results_io.row("wall time", m["wall"], "s"),
+      results_io.row("rating throughput", m["stored"] / m["wall"],
+                     "ratings/s"),
+      results_io.row("HTTP requests (all pages and API)",
+                     m["requests"] / m["wall"], "requests/s"),
+  ]
+  if latencies.size:
+    for p in (50, 99):
+      out.append(results_io.row(f"rating POST latency p{p}",
+                                float(np.percentile(latencies, p)) * 1e3,
+                                "ms"))
+  out.append(results_io.row("ratings stored", m["stored"], "ratings",
+                            target=f"= {m['expected']}"))
+  for key, what, unit in (
+      ("lost", "ratings lost", "ratings"),
+      ("duplicated", "ratings duplicated", "ratings"),
+      ("unexpected", "ratings stored but not acknowledged", "ratings"),
+      ("failed", "client errors + unfinished participants", "participants")):
+    out.append(results_io.row(what, m[key], unit, target="= 0"))
+  return out
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--participants", type=int, default=100)
@@ -49,7 +83,9 @@ def main():
   parser.add_argument("--time_limit", type=float, default=300.0,
                       help="seconds; participants still running then fail")
   console.add_verbose_argument(parser)
+  results_io.add_argument(parser)
   args = parser.parse_args()
+  load_at_start = results_io.load_average_1m()
   if args.participants < 1:
     sys.exit("--participants must be >= 1")
 
@@ -134,6 +170,13 @@ def main():
   for e in errors[:5]:
     print("error:", e)
   expected = args.participants * trials
+  measured = dict(participants=args.participants, completed=completed,
+                  expected=expected, stored=len(stored), wall=wall,
+                  requests=sum(c.requests for c in clients), lost=lost,
+                  duplicated=duplicated, unexpected=unexpected,
+                  failed=len(errors) + unfinished)
+  results_io.write("listening_study", result_rows(measured, latencies),
+                   sys.argv, args.results_dir, load_at_start)
   if lost or duplicated or unexpected or errors or unfinished or (
       len(stored) != expected):
     sys.exit(f"FAILED: expected {expected} ratings stored exactly once")

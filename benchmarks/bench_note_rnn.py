@@ -9,7 +9,8 @@ tf.function: masked loss, L2, clipped Adam update) on random windows already
 in memory, so it measures the model, not the input pipeline.  Target
 (issue 3): 30,000 steps in <= 45 minutes on a 2-core CPU, i.e. >= 11.1
 steps/s.  The CPU may be shared: the load average is printed beside the
-numbers.
+numbers.  The figures also go to <--results_dir>/note_rnn.json
+(results_io.py; docs/speed.md's table).
 """
 import argparse
 import os
@@ -20,6 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data_pipeline import keras_setup  # noqa: E402,F401
 from data_pipeline import console  # noqa: E402
+import results_io  # noqa: E402  (benchmarks/)
 import tensorflow as tf  # noqa: E402
 
 from rl_tuner_tf import train_note_rnn  # noqa: E402
@@ -46,6 +48,19 @@ def bench_one(layer_sizes, window, batch_size, steps, warmup):
     return steps / (time.perf_counter() - t0)
 
 
+def result_rows(sizes, window, batch_size, rate, minutes, total_steps):
+  """One architecture and window's figures as results_io rows."""
+  name = (f"layers {'x'.join(map(str, sizes))}, window {window}, batch "
+          f"{batch_size}")
+  needed = total_steps / TARGET_MINUTES / 60
+  return [
+      results_io.row(f"{name}: training speed", rate, "steps/s",
+                     target=f">= {needed:.1f} steps/s"),
+      results_io.row(f"{name}: {total_steps:,} steps, projected", minutes,
+                     "min", target=f"<= {TARGET_MINUTES:.0f} min"),
+  ]
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--windows", default="32,64",
@@ -57,7 +72,9 @@ def main():
   parser.add_argument("--warmup", type=int, default=5)
   parser.add_argument("--total_steps", type=int, default=30000)
   console.add_verbose_argument(parser)
+  results_io.add_argument(parser)
   args = parser.parse_args()
+  load_at_start = results_io.load_average_1m()
 
   device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
   print(f"device {device}, {os.cpu_count()} CPU cores, batch "
@@ -66,6 +83,7 @@ def main():
             f"{'30k steps (min)':>15} {'<= 45 min':>9} {'load avg':>8}")
   print(header)
   print("-" * len(header))
+  figures = []
   for sizes_text in args.layer_sizes.split(";"):
     sizes = train_note_rnn.parse_layer_sizes(sizes_text)
     for window in (int(w) for w in args.windows.split(",")):
@@ -75,6 +93,10 @@ def main():
       print(f"{'x'.join(map(str, sizes)):>8} {window:>6} {rate:>8.1f} "
             f"{minutes:>15.1f} {'yes' if minutes <= TARGET_MINUTES else 'NO':>9} "
             f"{load:>8.2f}", flush=True)
+      figures += result_rows(sizes, window, args.batch_size, rate, minutes,
+                             args.total_steps)
+  results_io.write("note_rnn", figures, sys.argv, args.results_dir,
+                   load_at_start)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ and estimates the wall time of the full default run (1,000,000 notes,
 200,000 paper minibatches of 32 = 6.4M transitions) from the combined rate,
 plus the one-off start-up (graph tracing). --full_run runs the whole thing
 instead of estimating. The bar (issue 4): a full run in <= 10 minutes on a
-2-core CPU for each of q, psi, g.
+2-core CPU for each of q, psi, g. The figures also go to
+<--results_dir>/tuning.json (results_io.py; docs/speed.md's table).
 
 Uses the shipped Note RNN when present (else a random one: the speed does not
 depend on the weights).
@@ -29,12 +30,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data_pipeline import keras_setup  # noqa: F401,E402
 from data_pipeline import console  # noqa: E402
+import results_io  # noqa: E402  (benchmarks/)
 import tensorflow as tf  # noqa: E402
 
 from rl_tuner_tf import note_rnn  # noqa: E402
 from rl_tuner_tf import tuning  # noqa: E402
 
 FULL_RUN_NOTES = 1_000_000
+LIMIT_S = 600
 
 
 def _source_model():
@@ -102,6 +105,28 @@ def bench_algorithm(algorithm, source, args):
   return row, config
 
 
+def result_rows(row):
+  """One algorithm's headline figures as results_io rows."""
+  a = row["algorithm"]
+  out = [
+      results_io.row(f"{a}: collect only", row["collect notes/s"], "notes/s"),
+      results_io.row(f"{a}: train only", row["train updates/s"],
+                     "updates/s"),
+      results_io.row(f"{a}: combined loop", row["combined notes/s"],
+                     "notes/s"),
+      results_io.row(f"{a}: start-up (graph tracing)", row["startup s"], "s"),
+      results_io.row(f"{a}: full default run, estimated",
+                     row["full run s (est.)"], "s", target=f"<= {LIMIT_S} s",
+                     note=f"{FULL_RUN_NOTES:,} notes"),
+  ]
+  if "full run s (measured)" in row:
+    out.append(results_io.row(f"{a}: full default run, measured",
+                              row["full run s (measured)"], "s",
+                              target=f"<= {LIMIT_S} s",
+                              note=f"{FULL_RUN_NOTES:,} notes"))
+  return out
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--algorithms", default="q,psi,g")
@@ -114,7 +139,9 @@ def main():
   parser.add_argument("--full_run", action="store_true",
                       help="run all 1,000,000 notes instead of estimating")
   console.add_verbose_argument(parser)
+  results_io.add_argument(parser)
   args = parser.parse_args()
+  load_at_start = results_io.load_average_1m()
   source, provenance = _source_model()
   rows = []
   for algorithm in args.algorithms.split(","):
@@ -143,13 +170,14 @@ def main():
       v = row[c]
       cells.append((f"{v:,.0f}" if isinstance(v, float) else str(v)).ljust(w))
     print(" | ".join(cells))
-  limit = 600
   for row in rows:
     key = ("full run s (measured)" if "full run s (measured)" in row
            else "full run s (est.)")
-    verdict = "within" if row[key] <= limit else "OVER"
+    verdict = "within" if row[key] <= LIMIT_S else "OVER"
     print(f"{row['algorithm']}: {row[key] / 60:.1f} min, {verdict} the "
-          f"10-minute bar ({row[key] / limit:.2f} of it)")
+          f"10-minute bar ({row[key] / LIMIT_S:.2f} of it)")
+  results_io.write("tuning", [r for row in rows for r in result_rows(row)],
+                   sys.argv, args.results_dir, load_at_start)
 
 
 if __name__ == "__main__":
