@@ -14,6 +14,8 @@ from setuptools import find_packages, setup
 _STUDY = ["flask>=3", "gunicorn", "sqlalchemy>=2", "scipy", "pyfluidsynth"]
 # Grids on local Ray (--parallel_runs) or a Ray cluster (--ray_address).
 _CLUSTER = ["ray==2.60.*"]
+# The documentation site (mkdocs.yml; tests/test_docs_site.py builds it strictly).
+_DOCS = ["mkdocs==1.6.1"]
 
 setup(
     name="rl-tuner-tf",
@@ -46,9 +48,10 @@ setup(
     extras_require={
         "study": _STUDY,
         "cluster": _CLUSTER,
+        "docs": _DOCS,
         # Everything every test needs (the Ray grid tests too; MusPy for the
         # cross-check of the beyond-the-rules metrics).
         "test": (["pytest", "tensorflow-serving-api==2.21.*", "selenium",
-                  "muspy==0.5.*"] + _STUDY + _CLUSTER),
+                  "muspy==0.5.*"] + _STUDY + _CLUSTER + _DOCS),
     },
 )

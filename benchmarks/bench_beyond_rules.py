@@ -6,7 +6,7 @@ r"""Speed of the comparison with real melodies (rl_tuner_tf/evaluation/beyond_ru
 Samples N melodies from the shipped Note RNN (else a random one), loads the
 reference (default: the corpus the Note RNN's provenance names, else the
 embedded corpus, built when missing), then times ``measure`` stage by stage
-for the model and for the real-vs-real floor. Target (issue 21): at most
+for the model and for the real-vs-real floor. Target: at most
 30 s of metrics for 100,000 melodies per model on the 2-core machine;
 sampling is not part of it (bench_evaluate.py times it). The figures also
 go to <--results_dir>/beyond_rules.json (results_io.py; docs/speed.md).

@@ -4,7 +4,7 @@ replaying them through the music-theory rules.
     python benchmarks/bench_evaluate.py [--num_melodies=100000] [--kinds=note_rnn,q]
 
 Uses the shipped Note RNN checkpoint when it exists (else a random Note RNN;
-speed does not depend on the weights). Target (issue 5): 100,000 melodies per
+speed does not depend on the weights). Target: 100,000 melodies per
 model in about a minute on the 2-core CPU. The figures also go to
 <--results_dir>/evaluate.json (results_io.py; docs/speed.md's table).
 """

@@ -111,7 +111,7 @@ def _time_calls(fns, batch_size):
 
 def latency_rows(name, batch_size, median, cpu, calls, exported):
   """One model's latency at one batch size as results_io rows: the median
-  (against issue 6's target for the export) and, for the export, the
+  (against the export's target) and, for the export, the
   process CPU time per call."""
   target = TARGETS_MS.get(batch_size) if exported else None
   out = [results_io.row(f"{name}, batch {batch_size}: median latency",

@@ -6,8 +6,8 @@ r"""Note RNN training speed: steps/s at batch 128 and the projected 30,000 steps
 
 Times the real training step of rl_tuner_tf.train_note_rnn (the compiled
 tf.function: masked loss, L2, clipped Adam update) on random windows already
-in memory, so it measures the model, not the input pipeline.  Target
-(issue 3): 30,000 steps in <= 45 minutes on a 2-core CPU, i.e. >= 11.1
+in memory, so it measures the model, not the input pipeline.  Target:
+30,000 steps in <= 45 minutes on a 2-core CPU, i.e. >= 11.1
 steps/s.  The CPU may be shared: the load average is printed beside the
 numbers.  The figures also go to <--results_dir>/note_rnn.json
 (results_io.py; docs/speed.md's table).

@@ -14,7 +14,7 @@ then times:
 and estimates the wall time of the full default run (1,000,000 notes,
 200,000 paper minibatches of 32 = 6.4M transitions) from the combined rate,
 plus the one-off start-up (graph tracing). --full_run runs the whole thing
-instead of estimating. The bar (issue 4): a full run in <= 10 minutes on a
+instead of estimating. The target: a full run in <= 10 minutes on a
 2-core CPU for each of q, psi, g. The figures also go to
 <--results_dir>/tuning.json (results_io.py; docs/speed.md's table).
 

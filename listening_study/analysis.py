@@ -18,6 +18,7 @@ import html
 import itertools
 import json
 import os
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
@@ -26,11 +27,12 @@ from listening_study import design
 from listening_study import stimuli as stimuli_lib
 
 ALPHA = 0.05
+# Figure 3's bar labels.
 DISPLAY = {"note_rnn": "Note RNN", "q": "Q", "psi": "\u03a8", "g": "G",
-           "rl_only": "RL only"}
+           "rl_only": "RL only", "ppo": "PPO", "rloo": "RLOO"}
 
 
-def holm(p_values):
+def holm(p_values: Sequence[float]) -> List[float]:
   """Holm-Bonferroni adjusted p-values (same order as given)."""
   p = np.asarray(p_values, np.float64)
   order = np.argsort(p)
@@ -43,7 +45,10 @@ def holm(p_values):
   return adjusted.tolist()
 
 
-def model_scores(rows, models=None, exclude_failed_attention=True):
+def model_scores(rows: Iterable[Mapping[str, Any]],
+                 models: Optional[Sequence[str]] = None,
+                 exclude_failed_attention: bool = True
+                 ) -> Tuple[Dict[str, List[int]], Dict[str, int]]:
   """-> ({model: [scores]}, info) from export rows (see module docstring)."""
   pair_rows, excluded = [], set()
   for row in rows:
@@ -70,7 +75,10 @@ def model_scores(rows, models=None, exclude_failed_attention=True):
   return scores, info
 
 
-def analyse(rows, models=None, exclude_failed_attention=True, alpha=ALPHA):
+def analyse(rows: Iterable[Mapping[str, Any]],
+            models: Optional[Sequence[str]] = None,
+            exclude_failed_attention: bool = True,
+            alpha: float = ALPHA) -> Dict[str, Any]:
   scores, info = model_scores(rows, models, exclude_failed_attention)
   models = list(scores)
   per_model = {}
@@ -110,7 +118,10 @@ def analyse(rows, models=None, exclude_failed_attention=True, alpha=ALPHA):
                          f"{len(pairs)} model pairs", **info)
 
 
-def plot_figure3(result, path):
+def plot_figure3(result: Mapping[str, Any], path: str) -> str:
+  """Figure 3: comparisons each model won, with binomial error bars; wider
+  with more models so their names do not collide, saved with a tight
+  bounding box so no text is cut."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -118,7 +129,8 @@ def plot_figure3(result, path):
             if result["per_model"][m]["comparisons"]]
   wins = [result["per_model"][m]["wins"] for m in models]
   errors = [result["per_model"][m]["win_std"] for m in models]
-  fig, ax = plt.subplots(figsize=(5, 3.6))
+  fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(models) + 1), 3.6),
+                         layout="constrained")
   ax.bar([DISPLAY.get(m, m) for m in models], wins, yerr=errors, capsize=6,
          color=["#999999" if m == "note_rnn" else "#4c72b0" for m in models])
   for i, m in enumerate(models):
@@ -128,13 +140,12 @@ def plot_figure3(result, path):
   ax.set_ylabel("times preferred")
   ax.set_title("Figure 3: melodies preferred, by model")
   ax.set_ylim(0, max([w + e for w, e in zip(wins, errors)] + [1]) * 1.2)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  fig.savefig(path, dpi=100, bbox_inches="tight")
   plt.close(fig)
   return path
 
 
-def format_text(result):
+def format_text(result: Mapping[str, Any]) -> str:
   kw = result["kruskal_wallis"]
   lines = [f"ratings used: {result['ratings_used']} from "
            f"{result['participants']} participants "
@@ -158,7 +169,8 @@ def format_text(result):
   return "\n".join(lines)
 
 
-def write_summary_html(result, figure_path, path, csv_name="ratings.csv"):
+def write_summary_html(result: Mapping[str, Any], figure_path: str, path: str,
+                       csv_name: str = "ratings.csv") -> str:
   with open(figure_path, "rb") as f:
     figure = base64.b64encode(f.read()).decode()
   kw = result["kruskal_wallis"]
@@ -198,8 +210,9 @@ opposite score on a 7-point scale (&minus;3 &hellip; 3). Ratings: <a href="{html
   return path
 
 
-def write_results(rows, output_dir, models=None,
-                  exclude_failed_attention=True):
+def write_results(rows: Sequence[Mapping[str, Any]], output_dir: str,
+                  models: Optional[Sequence[str]] = None,
+                  exclude_failed_attention: bool = True) -> Dict[str, Any]:
   """ratings.csv, analysis.json, figure3.png, summary.html -> paths."""
   from listening_study import app as study_app  # pylint: disable=g-import-not-at-top
   os.makedirs(output_dir, exist_ok=True)

@@ -24,7 +24,8 @@ import hashlib
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple, Union)
 
 
 from data_pipeline import atomic_files
@@ -46,6 +47,9 @@ from rl_tuner_tf.rewards import token_reading as reading_lib
 
 
 ConfigError = configuration.ConfigError
+# load_models' entries: (name, kind, q_network or None, reward_rnn, settings).
+LoadedModel = Tuple[str, str, Optional[note_rnn.NoteRNN], note_rnn.NoteRNN,
+                    Dict[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +106,7 @@ class EvaluationConfig(configuration.Values):
       "settings and statistics code (those are reused by default).")
 
 
-def find_tuned_models(run_dir):
+def find_tuned_models(run_dir: str) -> List[str]:
   """Folders holding tuned.json, up to three levels below run_dir
   (<run>/<algorithm>/model, and <run>/<grid point>/<algorithm>/model)."""
   found = []
@@ -112,7 +116,8 @@ def find_tuned_models(run_dir):
   return sorted({os.path.dirname(p) for p in found})
 
 
-def model_name(algorithm, model_dir, run_dir=None):
+def model_name(algorithm: str, model_dir: str,
+               run_dir: Optional[str] = None) -> str:
   """'q' for <run>/q/model; 'q_c2-seed3' for <run>/c2-seed3/q/model."""
   if run_dir is not None:
     parts = os.path.relpath(os.path.dirname(os.path.normpath(model_dir)),
@@ -122,7 +127,9 @@ def model_name(algorithm, model_dir, run_dir=None):
   return algorithm
 
 
-def load_models(note_rnn_checkpoint, tuned_model_dirs, run_dir=None):
+def load_models(note_rnn_checkpoint: Optional[str],
+                tuned_model_dirs: Sequence[str],
+                run_dir: Optional[str] = None) -> List[LoadedModel]:
   """-> [(name, kind, q_network or None, reward_rnn, settings)], validated up
   front; settings: the run's config from tuned.json ({} for the Note RNN)."""
   for model_dir in tuned_model_dirs:
@@ -161,7 +168,7 @@ def load_models(note_rnn_checkpoint, tuned_model_dirs, run_dir=None):
   return models
 
 
-def common_token_reading(models):
+def common_token_reading(models: Sequence[LoadedModel]) -> str:
   """The token reading of the tuned models (the Note RNN row is read the
   same way); "paper" when there are none. Mixed readings are an error."""
   readings = {m[4].get("token_reading", "paper") for m in models if m[4]}
@@ -172,14 +179,16 @@ def common_token_reading(models):
   return readings.pop() if readings else "paper"
 
 
-def run_c(tuned_model_dir):
+def run_c(tuned_model_dir: str) -> Optional[float]:
   """The c a tuned model was trained with (tuned.json), or None."""
   with open(os.path.join(tuned_model_dir, melody_policy.TUNED_CONFIG)) as f:
     c = (json.load(f).get("config") or {}).get("c")
   return float(c) if isinstance(c, (int, float)) else None
 
 
-def objective_cs(note_rnn_checkpoint, tuned_model_dirs, objective_c=None):
+def objective_cs(note_rnn_checkpoint: Optional[str],
+                 tuned_model_dirs: Sequence[str],
+                 objective_c: Optional[float] = None) -> List[float]:
   """[c per model of load_models(...)], in its order: objective_c if given,
   else each tuned model's own c, the Note RNN the c its tuned models share,
   else objective.DEFAULT_C."""
@@ -203,7 +212,7 @@ def _hash_files(paths, root=None):
   return digest.hexdigest()
 
 
-def model_fingerprint(directory):
+def model_fingerprint(directory: str) -> str:
   """sha256 of every file under a model or checkpoint directory (names and
   contents): two directories with the same files give the same value."""
   paths = [os.path.join(d, n) for d, _, names in os.walk(directory)
@@ -211,7 +220,7 @@ def model_fingerprint(directory):
   return _hash_files(paths, root=directory)
 
 
-def statistics_code_fingerprint():
+def statistics_code_fingerprint() -> str:
   """sha256 of the code that turns a model into its results (sampling,
   Table 1, the objective, the rules): results computed by other code are not
   reused."""
@@ -248,11 +257,15 @@ def _reusable(model_dir, key, num_samples):
   return _from_json(saved)
 
 
-def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
-                    batch_size=generate.DEFAULT_BATCH_SIZE, num_notes=32,
-                    num_samples=5, prime_all_classes=False, token_reading=None,
-                    log=print, objective_c=None, fingerprints=None,
-                    reuse=True):
+def evaluate_models(
+    models: Sequence[LoadedModel], output_dir: str, num_melodies: int = 100000,
+    seed: int = 0, batch_size: int = generate.DEFAULT_BATCH_SIZE,
+    num_notes: int = 32, num_samples: int = 5,
+    prime_all_classes: bool = False, token_reading: Optional[str] = None,
+    log: Callable[[str], Any] = print,
+    objective_c: Optional[Union[float, Sequence[float]]] = None,
+    fingerprints: Optional[Sequence[Optional[str]]] = None,
+    reuse: bool = True) -> Dict[str, Dict[str, Any]]:
   """Generates, scores and writes each model; returns {name: stats}.
 
   token_reading: how the rules read tokens 0/1 for every model; None: each
@@ -327,6 +340,8 @@ def evaluate_models(models, output_dir, num_melodies=100000, seed=0,
   atomic_files.write_text(os.path.join(output_dir, "table1.md"),
                           table1.markdown_table(results))
   seeds.write_summaries(results, output_dir)
+  if num_samples > 0:  # one melody of each model, stacked (pianorolls.png)
+    report.write_piano_rolls(output_dir, results)
   return results
 
 
@@ -340,8 +355,11 @@ def _beyond_rules_code():
                       ("beyond_rules.py", "reference.py")], root=here)
 
 
-def measure_beyond_rules(results, output_dir, reference_dir, model_rnn,
-                         num_notes=32, seed=0, log=print, reuse=True):
+def measure_beyond_rules(
+    results: Mapping[str, Mapping[str, Any]], output_dir: str,
+    reference_dir: str, model_rnn: note_rnn.NoteRNN, num_notes: int = 32,
+    seed: int = 0, log: Callable[[str], Any] = print, reuse: bool = True
+) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]]]:
   """Each evaluated model's melodies against real held-out ones
   (beyond_rules.py): <output_dir>/<model>/beyond_rules.json, the floor
   <output_dir>/beyond_rules_floor.json, beyond_rules.md (mean +- 95 % CI

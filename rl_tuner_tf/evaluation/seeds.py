@@ -18,6 +18,8 @@ Written next to the per-model results:
 import math
 import os
 import re
+from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 
@@ -35,7 +37,7 @@ SWEEP_STATISTICS = ("notes_excessively_repeated", "notes_not_in_key",
                     "kl_objective")
 
 
-def value_of(stats, key):
+def value_of(stats: Mapping[str, Any], key: str) -> Optional[float]:
   """A model's number for ``key`` (the objective: its mean over melodies)."""
   value = stats.get(key)
   if isinstance(value, dict):  # kl_objective
@@ -43,7 +45,8 @@ def value_of(stats, key):
   return value
 
 
-def group_and_seed(name, stats):
+def group_and_seed(name: str, stats: Mapping[str, Any]
+                   ) -> Tuple[str, Optional[int]]:
   """('q_c2', 3) for model 'q_c2-seed3'; (name, seed or None) otherwise."""
   kind = stats.get("kind", name)
   seed = stats.get("run_settings", {}).get("seed")
@@ -68,13 +71,14 @@ def _order_key(name):
           label)
 
 
-def ordered(results):
+def ordered(results: Mapping[str, Any]) -> Dict[str, Any]:
   """results in the paper's column order, a grid's points under their
   algorithm by c / seed value (q_c0.5, q_c2, q_c10), unknown names last."""
   return {n: results[n] for n in sorted(results, key=_order_key)}
 
 
-def interval(values):
+def interval(values: Iterable[Optional[float]]
+             ) -> Tuple[Optional[float], Optional[float]]:
   """(mean, 95 % CI half-width or None) of finite values over seeds."""
   from scipy import stats  # pylint: disable=g-import-not-at-top
   x = np.asarray([v for v in values if v is not None and math.isfinite(v)],
@@ -87,7 +91,8 @@ def interval(values):
   return float(x.mean()), float(half)
 
 
-def aggregate(results):
+def aggregate(results: Mapping[str, Mapping[str, Any]]
+              ) -> Dict[str, Dict[str, Any]]:
   """{model: stats} -> {group: {"models", "seeds", "kind", "run_settings",
   "stats": {statistic: {"mean", "ci95", "per_seed"}}}}."""
   groups = {}
@@ -127,7 +132,7 @@ def _cell(summary, style):
   return text
 
 
-def markdown_table(groups):
+def markdown_table(groups: Mapping[str, Mapping[str, Any]]) -> str:
   """Each group's mean +- CI (and n seeds) beside the paper's value."""
   header = ["statistic"]
   for group, entry in groups.items():
@@ -147,7 +152,8 @@ def markdown_table(groups):
           "over the seeds of each group; n = number of seeds.\n")
 
 
-def sweep(groups, parameter="c"):
+def sweep(groups: Mapping[str, Mapping[str, Any]], parameter: str = "c"
+          ) -> Dict[str, List[Tuple[float, Dict[str, Any]]]]:
   """{algorithm: [(value, {statistic: summary})]} sorted by value, for the
   algorithms evaluated at more than one value of ``parameter``."""
   by_kind = {}
@@ -160,7 +166,9 @@ def sweep(groups, parameter="c"):
           if len({v for v, _ in points}) > 1}
 
 
-def sweep_markdown(curves, parameter="c"):
+def sweep_markdown(
+    curves: Mapping[str, Sequence[Tuple[float, Mapping[str, Any]]]],
+    parameter: str = "c") -> str:
   styles = {key: style for key, _, style in table1.ROWS}
   labels = {key: label for key, label, _ in table1.ROWS}
   lines = []
@@ -177,16 +185,19 @@ def sweep_markdown(curves, parameter="c"):
   return "\n".join(lines)
 
 
-def plot_sweep(curves, path, parameter="c"):
+def plot_sweep(curves: Mapping[str, Sequence[Tuple[float, Mapping[str, Any]]]],
+               path: str, parameter: str = "c") -> str:
   """One panel per statistic: mean +- CI against the parameter, a line per
-  algorithm (log x axis)."""
+  algorithm (log x axis); one legend for all panels, below them, so it
+  covers no curve. Saved with a tight bounding box: no text is cut."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   labels = {key: label for key, label, _ in table1.ROWS}
   cols = 4
   rows = math.ceil(len(SWEEP_STATISTICS) / cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows))
+  fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows),
+                           layout="constrained", squeeze=False)
   for ax, key in zip(axes.flat, SWEEP_STATISTICS):
     for kind, points in curves.items():
       xs = [v for v, _ in points]
@@ -194,20 +205,25 @@ def plot_sweep(curves, path, parameter="c"):
       errs = [s[key]["ci95"] or 0.0 for _, s in points]
       ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=kind)
     ax.set_xscale("log")
+    values = sorted({v for points in curves.values() for v, _ in points})
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.minorticks_off()
     ax.set_xlabel(parameter)
     ax.set_title(labels[key], fontsize=9)
     ax.grid(alpha=0.3)
   for ax in list(axes.flat)[len(SWEEP_STATISTICS):]:
     ax.axis("off")
-  axes.flat[0].legend(fontsize=8)
-  fig.tight_layout()
+  handles, names = axes.flat[0].get_legend_handles_labels()
+  fig.legend(handles, names, loc="outside lower center", frameon=False,
+             ncol=min(len(names), 8), fontsize=10)
   with atomic_files.open_atomic(path, "wb") as f:
-    fig.savefig(f, format="png", dpi=90)
+    fig.savefig(f, format="png", dpi=90, bbox_inches="tight")
   plt.close(fig)
   return path
 
 
-def write_summaries(results, output_dir):
+def write_summaries(results: Mapping[str, Mapping[str, Any]],
+                    output_dir: str) -> Dict[str, Dict[str, Any]]:
   """Writes the over-seeds table (when a group has several seeds or there are
   several groups per algorithm) and the c sweep; returns the groups."""
   groups = aggregate(results)

@@ -1,4 +1,4 @@
-"""Nothing lost under faults (issue 11).
+"""Nothing lost under faults.
 
 The default run holds the quick part: the checkpoint fallback, run locks and
 atomic writes exercised by real processes killed with SIGKILL, the issue's two
