@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from listening_study import analysis  # noqa: E402
+from rl_tuner_tf.evaluation import beyond_rules  # noqa: E402
 from rl_tuner_tf.evaluation import report  # noqa: E402
 from rl_tuner_tf.evaluation import samples  # noqa: E402
 from rl_tuner_tf.evaluation import seeds  # noqa: E402
@@ -232,3 +233,33 @@ def test_report_lays_figures_out_in_a_captioned_grid(tmp_path, timed):
   samples_at = page.index("<h2>Samples</h2>")
   assert page.index("pianorolls.png") > samples_at
   assert page.index("pianorolls.png") < page.index("<h3>note_rnn</h3>")
+
+
+def test_beyond_rules_densities(tmp_path, checked):
+  grid = np.linspace(0, 10, 50)
+
+  def density(shift):
+    return np.exp(-(grid - shift) ** 2).tolist()
+  floor = {"yl_densities": {k: {"grid": grid.tolist(),
+                                "reference_intra": density(3),
+                                "inter": density(3.2)}
+                            for k in beyond_rules.YL_FEATURES}}
+  models = {m: {"yl_densities": {k: {"grid": grid.tolist(),
+                                     "inter": density(3 + i)}
+                                 for k in beyond_rules.YL_FEATURES}}
+            for i, m in enumerate(["note_rnn", "q", "psi", "g", "ppo",
+                                   "rloo"])}
+  beyond_rules.plot_densities(floor, models, str(tmp_path / "d.png"))
+  _assert_nothing_cut(checked, 1)
+
+
+def test_beyond_rules_against_the_rules(tmp_path, checked):
+  points = [(kind, f"c{c:g}", [2.5 - c / 4 + i, 2.4 - c / 4 + i],
+             {"frechet_note_rnn": [4 + c - i, 4.2 + c - i],
+              "classifier_accuracy": [0.99 - c / 50, 0.98 - c / 50]})
+            for i, kind in enumerate(("q", "psi", "g", "ppo", "rloo"))
+            for c in (0.5, 1, 2, 10)]
+  beyond_rules.plot_rules_against_realism(
+      points, {"frechet_note_rnn": 0.1, "classifier_accuracy": 0.55},
+      str(tmp_path / "vs.png"))
+  _assert_nothing_cut(checked, 1)

@@ -652,13 +652,16 @@ def plot_densities(floor: Mapping[str, Any],
             label="held-out A to B (floor)")
     for name, metrics in models.items():
       curve = metrics["yl_densities"][key]
-      ax.plot(curve["grid"], curve["inter"], lw=1,
-              label=f"{name} to B (OA {metrics[f'yl_{key}_oa']:.2f})")
+      ax.plot(curve["grid"], curve["inter"], lw=1, label=f"{name} to B")
     ax.set_title(key.replace("_", " "), fontsize=9)
     ax.set_xlabel("distance", fontsize=8)
-    ax.legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(out, dpi=90, format="png")
+  # One legend for the eight panels, below them (the overlaps are in
+  # beyond_rules.md).
+  handles, labels = axes.ravel()[0].get_legend_handles_labels()
+  fig.tight_layout(rect=(0, 0.08, 1, 1))
+  fig.legend(handles, labels, loc="lower center", fontsize=8,
+             ncol=min(len(labels), 6), frameon=False)
+  fig.savefig(out, dpi=90, format="png", bbox_inches="tight")
   plt.close(fig)
 
 
@@ -708,7 +711,9 @@ def plot_rules_against_realism(
                  label="held-out vs held-out")
     ax.set_xlabel(label, fontsize=9)
     ax.set_ylabel("mean r_MT per note (Table 1)", fontsize=9)
-    ax.legend(fontsize=7)
+  # One legend, right of the panels, off the points.
+  axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                 frameon=False)
   fig.tight_layout()
-  fig.savefig(out, dpi=90, format="png")
+  fig.savefig(out, dpi=90, format="png", bbox_inches="tight")
   plt.close(fig)
