@@ -11,7 +11,11 @@ to install together). Why each pin is there:
 from setuptools import find_packages, setup
 
 # The listening study (listening_study/): web app, database, audio, tests.
-_STUDY = ["flask>=3", "gunicorn", "sqlalchemy>=2", "scipy", "pyfluidsynth"]
+_STUDY = ["flask>=3", "gunicorn", "sqlalchemy>=2", "scipy", "pyfluidsynth",
+          # PostgreSQL driver (SQLAlchemy's default for postgresql:// URLs);
+          # no dependencies, so typing-extensions stays at TF-Agents' 4.5
+          # (psycopg 3 from 3.2.2 needs >= 4.6).
+          "psycopg2-binary>=2.9.9"]
 # Grids on local Ray (--parallel_runs) or a Ray cluster (--ray_address).
 _CLUSTER = ["ray==2.60.*"]
 # The documentation site (mkdocs.yml; tests/test_docs_site.py builds it strictly).

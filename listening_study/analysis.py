@@ -12,13 +12,24 @@ left-hand (A) model 4 - value, both in [-3, 3].  Then:
     win/loss data (as the paper's caption says).
 Participants who failed the attention check are excluded (counted); the
 ratings of participants who have not finished yet are kept.
+
+Implausible sessions are excluded too (counted, with their reasons), unless
+asked to include them: the server's own timestamps (design.py's listening
+rule, checked again here at `max_playback_speed`) show a rated pair whose
+clips were not both served ("missing_audio"), a rating sooner after its pair
+was shown than both clips play ("fast_rating"), a whole session shorter than
+the audio it rated ("fast_session"), or no server record at all, as for
+ratings stored before schema version 2 ("unverified").
 """
 import base64
+import collections
+import datetime
 import html
 import itertools
 import json
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import (Any, Collection, Dict, Hashable, Iterable, List, Mapping,
+                    Optional, Sequence, Tuple)
 
 import numpy as np
 from scipy import stats
@@ -45,17 +56,90 @@ def holm(p_values: Sequence[float]) -> List[float]:
   return adjusted.tolist()
 
 
+IMPLAUSIBLE_REASONS = {
+    "unverified": "no server record of showing the pair or of the response "
+                  "time (stored before schema version 2)",
+    "missing_audio": "a pair rated without both of its clips served",
+    "fast_rating": "a rating sooner after its pair was shown than both clips "
+                   "play",
+    "fast_session": "the whole session shorter than the audio it rated",
+}
+
+
+def _time(value: Any) -> Optional[datetime.datetime]:
+  """A timestamp of an export row (datetime, or ISO text from a CSV)."""
+  if value is None or value == "":
+    return None
+  if isinstance(value, datetime.datetime):
+    return value
+  return datetime.datetime.fromisoformat(str(value))
+
+
+def _number(value: Any) -> Optional[int]:
+  return None if value is None or value == "" else int(value)
+
+
+def _session_reasons(rows: Sequence[Mapping[str, Any]],
+                     max_playback_speed: float) -> List[str]:
+  """The implausibility reasons of one participant's rated trials."""
+  reasons = set()
+  audio_total, start, end = 0, None, None
+  for row in rows:
+    shown = _time(row.get("shown_at"))
+    response, audio = (_number(row.get("response_ms")),
+                       _number(row.get("audio_ms")))
+    if shown is None or response is None or audio is None:
+      reasons.add("unverified")
+      continue
+    if (_time(row.get("left_served_at")) is None or
+        _time(row.get("right_served_at")) is None):
+      reasons.add("missing_audio")
+    if response < design.min_listen_ms(audio, max_playback_speed):
+      reasons.add("fast_rating")
+    rated = (_time(row.get("created_at")) or
+             shown + datetime.timedelta(milliseconds=response))
+    audio_total += audio
+    start = shown if start is None else min(start, shown)
+    end = rated if end is None else max(end, rated)
+  if start is not None and (end - start).total_seconds() * 1000 < (
+      design.min_listen_ms(audio_total, max_playback_speed)):
+    reasons.add("fast_session")
+  return sorted(reasons)
+
+
+def implausible_sessions(
+    rows: Iterable[Mapping[str, Any]],
+    max_playback_speed: float = design.MAX_PLAYBACK_SPEED
+) -> Dict[Hashable, List[str]]:
+  """{participant_id: [reasons]} of the sessions whose stored timestamps
+  break the listening rule at max_playback_speed (module docstring); every
+  rated trial counts, attention checks included."""
+  by_participant = collections.defaultdict(list)
+  for row in rows:
+    by_participant[row["participant_id"]].append(row)
+  out = {}
+  for participant, session in by_participant.items():
+    reasons = _session_reasons(session, max_playback_speed)
+    if reasons:
+      out[participant] = reasons
+  return out
+
+
 def model_scores(rows: Iterable[Mapping[str, Any]],
                  models: Optional[Sequence[str]] = None,
-                 exclude_failed_attention: bool = True
+                 exclude_failed_attention: bool = True,
+                 exclude_participants: Collection[Hashable] = ()
                  ) -> Tuple[Dict[str, List[int]], Dict[str, int]]:
-  """-> ({model: [scores]}, info) from export rows (see module docstring)."""
+  """-> ({model: [scores]}, info) from export rows (see module docstring),
+  without the ratings of exclude_participants."""
   pair_rows, excluded = [], set()
   for row in rows:
     if row["kind"] != "pair":
       continue
     if exclude_failed_attention and row["attention_passed"] is False:
       excluded.add(row["participant_id"])
+      continue
+    if row["participant_id"] in exclude_participants:
       continue
     pair_rows.append(row)
   if models is None:
@@ -78,8 +162,24 @@ def model_scores(rows: Iterable[Mapping[str, Any]],
 def analyse(rows: Iterable[Mapping[str, Any]],
             models: Optional[Sequence[str]] = None,
             exclude_failed_attention: bool = True,
-            alpha: float = ALPHA) -> Dict[str, Any]:
-  scores, info = model_scores(rows, models, exclude_failed_attention)
+            alpha: float = ALPHA, exclude_implausible: bool = True,
+            max_playback_speed: float = design.MAX_PLAYBACK_SPEED
+            ) -> Dict[str, Any]:
+  """The paper's tests on export rows, after the exclusions of the module
+  docstring; the implausible sessions are reported either way."""
+  rows = list(rows)
+  implausible = implausible_sessions(rows, max_playback_speed)
+  scores, info = model_scores(rows, models, exclude_failed_attention,
+                              implausible if exclude_implausible else ())
+  reasons = collections.Counter(r for v in implausible.values() for r in v)
+  info.update(
+      participants_implausible=len(implausible),
+      implausible_excluded=bool(exclude_implausible),
+      implausible_reasons={k: reasons.get(k, 0) for k in IMPLAUSIBLE_REASONS},
+      implausible_sessions=[dict(participant_id=p, reasons=r)
+                            for p, r in sorted(implausible.items(),
+                                               key=lambda x: str(x[0]))],
+      max_playback_speed=float(max_playback_speed))
   models = list(scores)
   per_model = {}
   for m in models:
@@ -145,12 +245,28 @@ def plot_figure3(result: Mapping[str, Any], path: str) -> str:
   return path
 
 
+def implausible_text(result: Mapping[str, Any]) -> str:
+  """One sentence on the implausible sessions: how many, why, and whether
+  they were excluded."""
+  n = result["participants_implausible"]
+  if not n:
+    return ("no implausible sessions (every rated pair's clips served, and "
+            "no rating sooner than both clips play at "
+            f"{result['max_playback_speed']:g}x)")
+  why = ", ".join(f"{k}: {v}" for k, v in result["implausible_reasons"].items()
+                  if v)
+  return (f"{n} implausible session{'s' if n != 1 else ''} ({why}; listening "
+          f"rule at {result['max_playback_speed']:g}x), "
+          + ("excluded" if result["implausible_excluded"] else
+             "INCLUDED (--include_implausible)"))
+
+
 def format_text(result: Mapping[str, Any]) -> str:
   kw = result["kruskal_wallis"]
   lines = [f"ratings used: {result['ratings_used']} from "
            f"{result['participants']} participants "
            f"({result['participants_excluded_attention']} excluded by the "
-           "attention check)",
+           "attention check)", implausible_text(result),
            f"{'model':<10}{'comparisons':>12}{'wins':>6}{'ties':>6}"
            f"{'losses':>8}{'mean score':>12}"]
   for m in result["models"]:
@@ -174,6 +290,8 @@ def write_summary_html(result: Mapping[str, Any], figure_path: str, path: str,
   with open(figure_path, "rb") as f:
     figure = base64.b64encode(f.read()).decode()
   kw = result["kruskal_wallis"]
+  implausible = implausible_text(result)
+  implausible = implausible[0].upper() + implausible[1:]
   rows = "".join(
       f"<tr><td>{html.escape(m)}</td><td>{s['comparisons']}</td>"
       f"<td>{s['wins']}</td><td>{s['ties']}</td><td>{s['losses']}</td>"
@@ -193,7 +311,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}<
 <h1>Listening study (the paper's Figure 3)</h1>
 <p>{result['ratings_used']} pair ratings from {result['participants']} participants
 ({result['participants_excluded_attention']} participants excluded by the attention
-check). Each rating gives the preferred model a positive score and the other the
+check). <span id="implausible">{html.escape(implausible)}.</span>
+Each rating gives the preferred model a positive score and the other the
 opposite score on a 7-point scale (&minus;3 &hellip; 3). Ratings: <a href="{html.escape(csv_name)}">{html.escape(csv_name)}</a>.</p>
 <img alt="Figure 3" src="data:image/png;base64,{figure}">
 <h2>Per model</h2>
@@ -212,14 +331,19 @@ opposite score on a 7-point scale (&minus;3 &hellip; 3). Ratings: <a href="{html
 
 def write_results(rows: Sequence[Mapping[str, Any]], output_dir: str,
                   models: Optional[Sequence[str]] = None,
-                  exclude_failed_attention: bool = True) -> Dict[str, Any]:
+                  exclude_failed_attention: bool = True,
+                  exclude_implausible: bool = True,
+                  max_playback_speed: float = design.MAX_PLAYBACK_SPEED
+                  ) -> Dict[str, Any]:
   """ratings.csv, analysis.json, figure3.png, summary.html -> paths."""
   from listening_study import app as study_app  # pylint: disable=g-import-not-at-top
   os.makedirs(output_dir, exist_ok=True)
   csv_path = os.path.join(output_dir, "ratings.csv")
   with open(csv_path, "w", newline="") as f:
     study_app.write_csv(f, rows)
-  result = analyse(rows, models, exclude_failed_attention)
+  result = analyse(rows, models, exclude_failed_attention,
+                   exclude_implausible=exclude_implausible,
+                   max_playback_speed=max_playback_speed)
   json_path = os.path.join(output_dir, "analysis.json")
   with open(json_path, "w") as f:
     json.dump(result, f, indent=1)

@@ -1,10 +1,14 @@
 r"""Analyses a listening study: CSV, the paper's tests, Figure 3, summary.
 
   python -m listening_study.analyze --run_dir=runs/paper [--db_url=...]
+      [--include_implausible] [--max_playback_speed=1]
 
 Writes <study_dir>/results/{ratings.csv, analysis.json, figure3.png,
 summary.html}, prints the tests, and, when <run_dir>/report.html exists,
-rewrites the run's report so that it links to the summary.
+rewrites the run's report so that it links to the summary.  Implausible
+sessions (analysis.py: clips not served, ratings sooner than the listening
+rule allows at --max_playback_speed, no server record) are counted and
+excluded unless --include_implausible.
 """
 import os
 import sys
@@ -17,6 +21,7 @@ import listening_study
 from listening_study import analysis
 from listening_study import app as study_app
 from listening_study import db
+from listening_study import design
 
 FLAGS = flags.FLAGS
 
@@ -30,6 +35,14 @@ def define_flags() -> None:
   flags.DEFINE_list("models", None, "Models to analyse (default: all rated).")
   flags.DEFINE_bool("exclude_failed_attention", True,
                     "Drop participants who failed the attention check.")
+  flags.DEFINE_bool("include_implausible", False,
+                    "Keep the sessions whose server timestamps break the "
+                    "listening rule (they are counted either way).")
+  flags.DEFINE_float("max_playback_speed", design.MAX_PLAYBACK_SPEED,
+                     "The listening rule's speed: ratings sooner after their "
+                     "pair was shown than both clips take at this speed are "
+                     "implausible (the server's --max_playback_speed of a "
+                     "simulated study).")
 
 
 def main(argv: List[str]) -> None:
@@ -37,6 +50,10 @@ def main(argv: List[str]) -> None:
   if FLAGS.run_dir is None and FLAGS.study_dir is None:
     sys.exit("--run_dir or --study_dir is required")
   study = FLAGS.study_dir or listening_study.study_dir(FLAGS.run_dir)
+  try:
+    speed = design.check_playback_speed(FLAGS.max_playback_speed)
+  except ValueError as e:
+    sys.exit(f"--{e}")
   db_url = FLAGS.db_url or listening_study.default_db_url(study)
   if db_url.startswith("sqlite:///") and not os.path.isfile(db_url[10:]):
     sys.exit(f"no study database at {db_url[10:]!r}; start the study first")
@@ -46,8 +63,11 @@ def main(argv: List[str]) -> None:
     rows = study_app.export_rows(conn)
   if not any(r["kind"] == "pair" for r in rows):
     sys.exit("no ratings yet")
-  out = analysis.write_results(rows, listening_study.results_dir(study),
-                               FLAGS.models, FLAGS.exclude_failed_attention)
+  out = analysis.write_results(
+      rows, listening_study.results_dir(study), FLAGS.models,
+      FLAGS.exclude_failed_attention,
+      exclude_implausible=not FLAGS.include_implausible,
+      max_playback_speed=speed)
   print(analysis.format_text(out["result"]))
   print(f"wrote {out['csv']}, {out['json']}, {out['figure']}, {out['summary']}")
   if FLAGS.run_dir and os.path.isfile(os.path.join(FLAGS.run_dir,

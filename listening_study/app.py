@@ -1,29 +1,42 @@
 """The study's web app (Flask): participant flow, audio, admin.
 
 Participant:  GET /  instructions + consent  -> POST /start
-              GET /study  the current trial (or -> /done)
+              GET /study  the current trial (or -> /done); the first time
+                  a trial is served, the server records shown_at
+              GET /audio/<id>.wav?trial=<trial id>  a stimulus (only ids in
+                  the manifest); served to a participant as a clip of their
+                  current trial, it records that side's served_at
               POST /api/trials/<id>/played  {"side": "left"|"right"}
-              POST /api/trials/<id>/rating  {"value": 1..7, "response_ms": n}
+              POST /api/trials/<id>/rating  {"value": 1..7,
+                  "response_ms": n (the page's own, kept but untrusted)}
               GET /done  completion code;  POST /api/comment {"text": ...}
               GET /resume/<token>  continue in another browser
-              GET /audio/<id>.wav  a stimulus (only ids in the manifest)
 Admin (token as "Authorization: Bearer T" or ?token=T):
               GET /admin/results, GET /admin/export.csv
-Every refusal is a 4xx with {"error": ...} and changes nothing.  The
-participant's secret token lives in a cookie (and in the resume link);
-all state is in the database, so a restarted browser or server resumes.
+A rating is taken only after the server served both clips of the trial and
+no sooner after it showed the trial than both clips take to play at
+max_playback_speed (design.py's listening rule); its response_ms is the
+server's own measure.  Every refusal under /api/ is a 4xx with JSON
+{"error": ...} and changes nothing (unknown routes, wrong methods and ids out
+of range included).  The participant's secret token lives in a cookie (and in
+the resume link); all state is in the database, so a restarted browser or
+server resumes.
 """
 import csv
+import datetime
 import hmac
 import io
 import os
 import re
 import secrets
-from typing import Any, Dict, Iterable, List, Mapping, Optional, TextIO
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
+                    TextIO)
 
 import sqlalchemy as sa
 from flask import (Flask, abort, jsonify, make_response, redirect,
                    render_template, request, send_from_directory, url_for)
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, ValidationError
 
 import listening_study
 from listening_study import db
@@ -36,6 +49,12 @@ STIMULUS_RE = re.compile(r"^[0-9a-f]{16}$")
 TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
 MAX_EXTERNAL_ID = 64
 MAX_COMMENT = 2000
+# Ids are INTEGER columns: 32-bit on PostgreSQL.  A larger id in a URL is no
+# resource (404) rather than an error of the database driver.
+MAX_ID = 2**31 - 1
+API_MESSAGES = {400: "bad request", 404: "no such API resource",
+                405: "method not allowed", 413: "request too large"}
+SIDES = ("left", "right")
 
 
 class ApiError(Exception):
@@ -46,14 +65,43 @@ class ApiError(Exception):
     self.message = message
 
 
+class IdConverter(BaseConverter):
+  """A database id in a URL: 1 to 10 digits and at most MAX_ID; anything
+  else matches no route (404) instead of reaching the database."""
+  regex = r"\d{1,10}"
+
+  def to_python(self, value: str) -> int:
+    number = int(value)
+    if not 0 < number <= MAX_ID:
+      raise ValidationError()
+    return number
+
+  def to_url(self, value: Any) -> str:
+    return str(int(value))
+
+
+def is_api_path(path: str) -> bool:
+  return path == "/api" or path.startswith("/api/")
+
+
+def milliseconds(delta: datetime.timedelta) -> int:
+  return int(delta.total_seconds() * 1000)
+
+
 def create_app(study_dir: str, db_url: Optional[str] = None,
                admin_token: Optional[str] = None, trials: Optional[int] = None,
-               engine: Optional[sa.engine.Engine] = None) -> Flask:
+               engine: Optional[sa.engine.Engine] = None,
+               max_playback_speed: float = design.MAX_PLAYBACK_SPEED,
+               clock: Callable[[], datetime.datetime] = db.now) -> Flask:
   """The Flask app for the study in `study_dir` (stimuli must exist).
 
   trials: model pairs per participant (+1 attention check); default the
   number of model pairs, so each participant hears every pair once.
+  max_playback_speed: the listening rule's speed (design.py): 1 for real
+  listeners; simulations that play clips faster say how much faster.
+  clock: the server's time (naive UTC), replaceable by tests.
   """
+  max_playback_speed = design.check_playback_speed(max_playback_speed)
   manifest = stimuli_lib.load_manifest(listening_study.stimuli_dir(study_dir))
   audio_dir = os.path.join(listening_study.stimuli_dir(study_dir), "audio")
   stimulus_ids = frozenset(manifest["stimuli"])
@@ -74,8 +122,10 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
 
   app = Flask(__name__)
   app.config.update(MAX_CONTENT_LENGTH=16 * 1024)
+  app.url_map.converters["id"] = IdConverter
   app.extensions["study"] = dict(engine=engine, manifest=manifest,
-                                 trials=num_trials)
+                                 trials=num_trials,
+                                 max_playback_speed=max_playback_speed)
   T, P, R = db.trials, db.participants, db.ratings
 
   # ---- helpers -------------------------------------------------------------
@@ -103,7 +153,10 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
   def json_body():
     if not request.is_json:
       raise ApiError(415, "send JSON (Content-Type: application/json)")
-    body = request.get_json(silent=True)
+    try:
+      body = request.get_json(silent=True)
+    except RecursionError:  # nested too deep for the parser: not an object
+      body = None
     if not isinstance(body, dict):
       raise ApiError(400, "body must be a JSON object")
     return body
@@ -117,6 +170,61 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
       raise ApiError(403, "this trial is not assigned to you")
     return participant, trial
 
+  def trial_audio_ms(trial):
+    if trial.audio_ms is not None:
+      return trial.audio_ms
+    if {trial.left_stimulus, trial.right_stimulus} <= stimulus_ids:
+      return design.clips_ms(manifest, trial.left_stimulus,
+                             trial.right_stimulus)
+    return None
+
+  def mark_shown(conn, trial):
+    """Records the first time the server shows `trial` (and, for a trial
+    made before schema version 2, its clips' length)."""
+    conn.execute(T.update().where(T.c.id == trial.id, T.c.shown_at.is_(None))
+                 .values(shown_at=clock(), audio_ms=trial_audio_ms(trial)))
+
+  def record_served(stimulus_id):
+    """Records that `stimulus_id` was served to the participant of this
+    request as a clip of their current, shown trial (first time only)."""
+    token = participant_token()
+    if token is None:
+      return
+    with engine.begin() as conn:
+      participant = load_participant(conn, token)
+      if participant is None:
+        return
+      trial = current_trial(conn, participant.id)
+      if trial is None or trial.shown_at is None:
+        return
+      for side in SIDES:
+        column = T.c[f"{side}_served_at"]
+        if (getattr(trial, f"{side}_stimulus") == stimulus_id and
+            getattr(trial, column.name) is None):
+          conn.execute(T.update().where(T.c.id == trial.id, column.is_(None))
+                       .values({column.name: clock()}))
+
+  def check_listened(trial, now):
+    """Refuses (409) a rating of `trial` at `now` that the server's record
+    does not allow: not shown, a clip never served, or sooner than both
+    clips play at max_playback_speed.  -> the server's response time, ms."""
+    if trial.shown_at is None:
+      raise ApiError(409, "this pair has not been shown yet: open /study")
+    if trial.left_served_at is None or trial.right_served_at is None:
+      raise ApiError(409, "play both melodies to the end before rating "
+                          "(a melody was never loaded)")
+    if not (trial.played_left and trial.played_right):
+      raise ApiError(409, "play both melodies to the end before rating")
+    audio = trial_audio_ms(trial)
+    if audio is None:
+      raise ApiError(409, "this pair's melodies are not in the study any more")
+    elapsed = milliseconds(now - trial.shown_at)
+    needed = design.min_listen_ms(audio, max_playback_speed)
+    if elapsed < needed:
+      raise ApiError(409, f"too soon: the two melodies take {needed / 1000:.1f}"
+                          " s to play; listen to both to the end, then rate")
+    return elapsed
+
   def check_admin():
     header = request.headers.get("Authorization", "")
     given = header[7:] if header.startswith("Bearer ") else request.args.get(
@@ -129,9 +237,18 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
   def _api_error(e):
     return jsonify(error=e.message), e.status
 
-  @app.errorhandler(413)
-  def _too_large(_):
-    return jsonify(error="request too large"), 413
+  @app.errorhandler(HTTPException)
+  def _http_error(e):
+    """JSON for every error under /api/ (and for 413 anywhere); the
+    participant pages keep Flask's pages."""
+    if not (is_api_path(request.path) or e.code == 413):
+      return e
+    response = jsonify(error=API_MESSAGES.get(e.code, e.name.lower()))
+    response.status_code = e.code
+    for key, value in e.get_headers():
+      if key.lower() == "allow":
+        response.headers[key] = value
+    return response
 
   @app.after_request
   def _headers(response):
@@ -199,6 +316,8 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
       if participant is None:
         return redirect(url_for("index"))
       trial = current_trial(conn, participant.id)
+      if trial is not None and trial.shown_at is None:
+        mark_shown(conn, trial)
       total = conn.execute(sa.select(sa.func.count()).select_from(T).where(
           T.c.participant_id == participant.id)).scalar_one()
     if trial is None:
@@ -220,20 +339,23 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
     return render_template("done.html", participant=participant)
 
   # ---- participant API -----------------------------------------------------
-  @app.post("/api/trials/<int:trial_id>/played")
+  @app.post("/api/trials/<id:trial_id>/played")
   def played(trial_id):
     body = json_body()
     side = body.get("side")
-    if side not in ("left", "right"):
+    if side not in SIDES:
       raise ApiError(422, "side must be 'left' or 'right'")
     with engine.begin() as conn:
       _, trial = trial_for_participant(conn, trial_id)
+      if getattr(trial, f"{side}_served_at") is None:
+        raise ApiError(409, f"the {side} melody was never loaded for this "
+                            "pair")
       column = T.c.played_left if side == "left" else T.c.played_right
       conn.execute(T.update().where(T.c.id == trial.id).values(
           {column.name: True}))
     return jsonify(ok=True)
 
-  @app.post("/api/trials/<int:trial_id>/rating")
+  @app.post("/api/trials/<id:trial_id>/rating")
   def rate(trial_id):
     body = json_body()
     value = body.get("value")
@@ -250,15 +372,16 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
       if conn.execute(sa.select(R.c.id).where(
           R.c.trial_id == trial.id)).first() is not None:
         raise ApiError(409, "this pair has already been rated")
-      if not (trial.played_left and trial.played_right):
-        raise ApiError(409, "play both melodies to the end before rating")
       current = current_trial(conn, participant.id)
       if current is None or current.id != trial.id:
         raise ApiError(409, "rate the pairs in order")
+      now = clock()
+      elapsed = check_listened(trial, now)
       try:
         conn.execute(R.insert().values(
             trial_id=trial.id, participant_id=participant.id, value=value,
-            response_ms=response_ms, created_at=db.now()))
+            response_ms=elapsed, client_response_ms=response_ms,
+            created_at=now))
       except sa.exc.IntegrityError as e:
         raise ApiError(409, "this pair has already been rated") from e
       finished = current_trial(conn, participant.id) is None
@@ -269,7 +392,7 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
                     T.c.participant_id == participant.id,
                     T.c.kind == "attention")).all()
         conn.execute(P.update().where(P.c.id == participant.id).values(
-            completed_at=db.now(),
+            completed_at=clock(),
             completion_code=secrets.token_hex(4).upper() + "-" +
             secrets.token_hex(2).upper(),
             attention_passed=all(c.expected_value == c.value for c in checks)))
@@ -298,10 +421,18 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
     stem, ext = os.path.splitext(name)
     if ext != ".wav" or not STIMULUS_RE.match(stem) or stem not in stimulus_ids:
       abort(404)
+    if request.method == "GET":  # a HEAD serves no audio
+      record_served(stem)
     # No ETag (it would carry the file's mtime); Last-Modified is the same
     # for every clip (prepare sets one mtime), Range requests still work.
-    return send_from_directory(audio_dir, name, mimetype="audio/wav",
-                               max_age=3600, etag=False)
+    # Private: a shared cache must not answer for the server, whose record
+    # of served clips the listening rule needs (?trial= keeps each trial's
+    # URL its own, so a clip heard again in a later trial is fetched again).
+    response = send_from_directory(audio_dir, name, mimetype="audio/wav",
+                                   max_age=3600, etag=False)
+    response.cache_control.public = False
+    response.cache_control.private = True
+    return response
 
   @app.get("/healthz")
   def healthz():
@@ -348,17 +479,23 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
 EXPORT_COLUMNS = ("rating_id", "participant_id", "external_id", "trial_id",
                   "position", "kind", "left_model", "right_model",
                   "left_stimulus", "right_stimulus", "value", "expected_value",
-                  "response_ms", "created_at", "participant_completed",
-                  "attention_passed")
+                  "response_ms", "client_response_ms", "audio_ms", "shown_at",
+                  "left_served_at", "right_served_at", "created_at",
+                  "participant_completed", "attention_passed")
 
 
 def export_rows(conn: sa.engine.Connection) -> List[Dict[str, Any]]:
+  """Every rating with its trial and participant (EXPORT_COLUMNS): the
+  admin CSV and the analysis's input.  response_ms is the server's own;
+  client_response_ms is what the page said."""
   T, P, R = db.trials, db.participants, db.ratings
   query = (sa.select(R.c.id.label("rating_id"), R.c.participant_id,
                      P.c.external_id, R.c.trial_id, T.c.position, T.c.kind,
                      T.c.left_model, T.c.right_model, T.c.left_stimulus,
                      T.c.right_stimulus, R.c.value, T.c.expected_value,
-                     R.c.response_ms, R.c.created_at,
+                     R.c.response_ms, R.c.client_response_ms, T.c.audio_ms,
+                     T.c.shown_at, T.c.left_served_at, T.c.right_served_at,
+                     R.c.created_at,
                      (P.c.completed_at.is_not(None)).label(
                          "participant_completed"),
                      P.c.attention_passed)

@@ -12,8 +12,18 @@ participant k (its database id, assigned atomically by the database) gets the
 consecutive participants (P = number of pairs) every pair is used exactly
 `trials` times, so every pair is compared equally often without a lock.  The
 order of trials, left/right and the clip of each model are random.
+
+Listening rule.  A pair may be rated only once the server has served both of
+its clips to the participant for that trial, and no sooner after the server
+first showed the pair than both clips take to play one after the other at
+`max_playback_speed` (MAX_PLAYBACK_SPEED = 1, real time, for real studies;
+the page plays one clip at a time and has no seek bar, so a real listener is
+never faster, and the server's own timestamps bracket the listening).
+Simulated participants play faster and the server is told so explicitly.
+The analysis applies the same rule again to the stored timestamps.
 """
 import itertools
+import math
 import random
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -29,6 +39,29 @@ SCALE = (
 SCALE_MIN, SCALE_MAX, SCALE_MID = 1, 7, 4
 ATTENTION_VALUES = (1, 7)
 LABELS = dict(SCALE)
+MAX_PLAYBACK_SPEED = 1.0
+
+
+def check_playback_speed(speed: float) -> float:
+  """`speed` as a float if it is a usable max_playback_speed (finite, > 0);
+  ValueError otherwise."""
+  speed = float(speed)
+  if not math.isfinite(speed) or speed <= 0:
+    raise ValueError(f"max_playback_speed must be a finite number > 0, got "
+                     f"{speed}")
+  return speed
+
+
+def min_listen_ms(audio_ms: int, max_playback_speed: float) -> int:
+  """Least milliseconds from showing a pair to its rating: both clips
+  (audio_ms together) played through at max_playback_speed."""
+  return int(math.ceil(audio_ms / max_playback_speed))
+
+
+def clips_ms(manifest: Mapping[str, Any], *stimulus_ids: str) -> int:
+  """The clips' summed length in milliseconds, from the manifest."""
+  return sum(int(round(1000 * float(manifest["stimuli"][i]["seconds"])))
+             for i in stimulus_ids)
 
 
 def model_pairs(models: Iterable[str]) -> List[Tuple[str, str]]:
@@ -65,14 +98,18 @@ def build_trials(participant_seq: int, manifest: Mapping[str, Any],
   for a, b in pairs_for(participant_seq, models, trials):
     if rng.random() < 0.5:
       a, b = b, a
+    left, right = draw(a), draw(b)
     out.append(dict(kind="pair", left_model=a, right_model=b,
-                    left_stimulus=draw(a), right_stimulus=draw(b),
-                    expected_value=None))
+                    left_stimulus=left, right_stimulus=right,
+                    expected_value=None,
+                    audio_ms=clips_ms(manifest, left, right)))
   rng.shuffle(out)
   a, b = rng.sample(models, 2)
+  left, right = draw(a), draw(b)
   attention = dict(kind="attention", left_model=a, right_model=b,
-                   left_stimulus=draw(a), right_stimulus=draw(b),
-                   expected_value=rng.choice(ATTENTION_VALUES))
+                   left_stimulus=left, right_stimulus=right,
+                   expected_value=rng.choice(ATTENTION_VALUES),
+                   audio_ms=clips_ms(manifest, left, right))
   # never first (instructions fresh) and never last when there is a choice
   position = rng.randint(1, max(1, len(out) - 1)) if len(out) > 1 else len(out)
   out.insert(position, attention)

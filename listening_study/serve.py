@@ -1,12 +1,16 @@
 r"""Starts the listening study (stimuli are rendered first when missing).
 
   python -m listening_study.serve --run_dir=runs/paper [--port=8000]
-      [--db_url=postgresql+psycopg://user@host/db] [--per_model=12]
+      [--db_url=postgresql://user@host/db] [--per_model=12]
+      [--max_playback_speed=1]
 
 Serves with gunicorn (gthread workers) the Flask app of listening_study.app;
 prints the participant URL and the admin URLs once the socket is bound.
 The admin token is --admin_token, else $LISTENING_STUDY_ADMIN_TOKEN, else the
 one stored in <study_dir>/admin_token (made on first start, mode 0600).
+--max_playback_speed is the listening rule's speed (design.py): a rating is
+taken no sooner after its pair was shown than both clips take to play at that
+speed; keep 1 for real listeners, raise it only for simulated ones.
 """
 import os
 import secrets
@@ -18,6 +22,7 @@ from data_pipeline import console
 
 import listening_study
 from listening_study import db
+from listening_study import design
 from listening_study import stimuli
 
 FLAGS = flags.FLAGS
@@ -40,6 +45,11 @@ def define_flags() -> None:
   flags.DEFINE_integer("seed", 0, "Seed of the choice of stimuli.")
   flags.DEFINE_list("models", None, "Models (default: the paper's four).")
   flags.DEFINE_string("admin_token", None, "Admin token (>= 16 characters).")
+  flags.DEFINE_float("max_playback_speed", design.MAX_PLAYBACK_SPEED,
+                     "Fastest speed at which a participant may have played "
+                     "the clips: a rating is refused sooner after its pair "
+                     "was shown than both clips take at this speed. 1 for "
+                     "real listeners; simulations that play faster say so.")
 
 
 def admin_token_for(study: str, given: Optional[str] = None) -> str:
@@ -60,7 +70,8 @@ def admin_token_for(study: str, given: Optional[str] = None) -> str:
 def run_server(study: str, db_url: str, admin_token: str,
                host: str = "127.0.0.1", port: int = 8000, workers: int = 2,
                threads: int = 8, trials: Optional[int] = None,
-               on_ready: Optional[Callable[[str], None]] = None) -> None:
+               on_ready: Optional[Callable[[str], None]] = None,
+               max_playback_speed: float = design.MAX_PLAYBACK_SPEED) -> None:
   """Runs gunicorn in this process until it is stopped (SIGTERM/SIGINT)."""
   from gunicorn.app.base import BaseApplication  # pylint: disable=g-import-not-at-top
 
@@ -71,6 +82,8 @@ def run_server(study: str, db_url: str, admin_token: str,
           f"  admin results: {url}admin/results?token={admin_token}\n"
           f"  CSV export:    {url}admin/export.csv?token={admin_token}\n"
           f"  database:      {db_url}\n"
+          f"  listening:     ratings no sooner than both clips play at "
+          f"{max_playback_speed:g}x\n"
           "Stop with Ctrl-C.", flush=True)
     if on_ready:
       on_ready(url)
@@ -88,7 +101,8 @@ def run_server(study: str, db_url: str, admin_token: str,
     def load(self):
       from listening_study import app as study_app  # pylint: disable=g-import-not-at-top
       return study_app.create_app(study, db_url=db_url,
-                                  admin_token=admin_token, trials=trials)
+                                  admin_token=admin_token, trials=trials,
+                                  max_playback_speed=max_playback_speed)
 
   StudyServer().run()
 
@@ -105,6 +119,10 @@ def main(argv: List[str]) -> None:
     sys.exit("--workers and --threads must be >= 1")
   if FLAGS.admin_token is not None and len(FLAGS.admin_token) < 16:
     sys.exit("--admin_token must have at least 16 characters")
+  try:
+    speed = design.check_playback_speed(FLAGS.max_playback_speed)
+  except ValueError as e:
+    sys.exit(f"--{e}")
   study = FLAGS.study_dir or listening_study.study_dir(FLAGS.run_dir)
   os.makedirs(study, exist_ok=True)
   manifest_path = os.path.join(listening_study.stimuli_dir(study),
@@ -120,14 +138,18 @@ def main(argv: List[str]) -> None:
   except stimuli.StimuliError as e:
     sys.exit(f"error: {e}")
   db_url = FLAGS.db_url or listening_study.default_db_url(study)
-  try:  # schema once, before the workers start
-    version = db.create_schema(db.make_engine(db_url))
+  try:  # schema once (created or migrated), before the workers start
+    engine = db.make_engine(db_url)
+    try:
+      version = db.create_schema(engine)
+    finally:
+      engine.dispose()  # no connection of this process for the workers
   except Exception as e:  # pylint: disable=broad-except
     sys.exit(f"--db_url: cannot open or create the schema: {e}")
   print(f"database schema version {version}", flush=True)
   run_server(study, db_url, admin_token_for(study, FLAGS.admin_token),
              FLAGS.host, FLAGS.port, FLAGS.workers, FLAGS.threads,
-             FLAGS.trials)
+             FLAGS.trials, max_playback_speed=speed)
 
 
 if __name__ == "__main__":

@@ -6,24 +6,34 @@ answers 4 + round(scale * (q_right - q_left) + noise), clipped to 1..7, and
 it answers attention checks as instructed (unless told to fail them).
 
 Two ways to take the study:
-  * HttpParticipant: plain HTTP (http.client), as the page's script would;
+  * HttpParticipant: plain HTTP (http.client), as the page and its browser
+    would: it opens each pair, fetches both clips, waits as long as they take
+    to play at `playback_speed`, reports them played and rates;
   * take_study_in_browser: a real headless Chromium (Debian's chromium +
     chromium-driver through Selenium), keyboard only: A / B play the clips
-    (sped up 16x by the simulator, so that a trial takes a second), 1-7 and
-    Enter rate.
+    (sped up BROWSER_PLAYBACK_SPEED = 16x, so that a trial takes a second),
+    1-7 and Enter rate.
 
+Both play faster than real time, so the server must be told how much faster
+(serve --max_playback_speed, at least --playback_speed here), or it refuses
+their ratings as too soon: that is the listening rule of design.py.
+
+  python -m listening_study.serve --run_dir=runs/paper --max_playback_speed=16
   python -m listening_study.simulate --url=http://127.0.0.1:8000/ \
       --study_dir=runs/paper/listening_study --participants=12 --browser \
       --quality=note_rnn:0,q:1.5,psi:1.5,g:0.8
 """
 from __future__ import annotations
 
+import html
 import http.client
+import io
 import json
 import random
 import re
 import time
 import urllib.parse
+import wave
 from typing import (TYPE_CHECKING, Any, Dict, List, Mapping, Optional,
                     Sequence, Tuple)
 
@@ -40,6 +50,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 _TRIAL_RE = re.compile(r'data-trial="(\d+)"')
 _AUDIO_RE = re.compile(r'/audio/([0-9a-f]{16})\.wav')
+_AUDIO_SRC_RE = re.compile(r'src="(/audio/[0-9a-f]{16}\.wav[^"]*)"')
+BROWSER_PLAYBACK_SPEED = 16  # Chromium's fastest playbackRate
 _ATTENTION_RE = re.compile(r'please choose\s*<strong>(\d)')
 _CODE_RE = re.compile(r'id="completion-code">([^<]+)<')
 
@@ -77,21 +89,32 @@ def parse_quality(text: str) -> Dict[str, float]:
 
 
 class HttpParticipant:
-  """Takes the study over HTTP; `latencies` holds each rating POST's seconds."""
+  """Takes the study over HTTP as a browser would (module docstring):
+  `latencies` holds each rating POST's seconds, `audio_bytes` the audio it
+  fetched."""
 
-  def __init__(self, url, taste, timeout=60):
+  def __init__(self, url: str, taste: Taste, timeout: float = 60,
+               playback_speed: float = BROWSER_PLAYBACK_SPEED):
     parts = urllib.parse.urlsplit(url)
     self.host, self.port = parts.hostname, parts.port or 80
     self.timeout = timeout
     self.taste = taste
+    self.playback_speed = playback_speed
     self.cookie = None
     self.latencies = []
     self.ratings = []
     self.requests = 0
+    self.audio_bytes = 0
 
   def request(self, method: str, path: str, body: Optional[str] = None,
               headers: Optional[Mapping[str, str]] = None
               ) -> Tuple[int, Optional[str], str]:
+    status, location, data = self.request_bytes(method, path, body, headers)
+    return status, location, data.decode()
+
+  def request_bytes(self, method: str, path: str, body: Optional[str] = None,
+                    headers: Optional[Mapping[str, str]] = None
+                    ) -> Tuple[int, Optional[str], bytes]:
     self.requests += 1
     conn = http.client.HTTPConnection(self.host, self.port,
                                       timeout=self.timeout)
@@ -105,9 +128,18 @@ class HttpParticipant:
       cookie = response.getheader("Set-Cookie")
       if cookie:
         self.cookie = cookie.split(";", 1)[0]
-      return response.status, response.getheader("Location"), data.decode()
+      return response.status, response.getheader("Location"), data
     finally:
       conn.close()
+
+  def fetch_clip(self, path: str) -> float:
+    """GETs a clip as the page's <audio> does; -> its length in seconds."""
+    status, _, data = self.request_bytes("GET", path)
+    if status != 200:
+      raise RuntimeError(f"{path} answered {status}")
+    self.audio_bytes += len(data)
+    with wave.open(io.BytesIO(data)) as clip:
+      return clip.getnframes() / clip.getframerate()
 
   def post_json(self, path: str, payload: Dict[str, Any]
                 ) -> Tuple[int, Dict[str, Any]]:
@@ -128,9 +160,16 @@ class HttpParticipant:
         break
       if status != 200:
         raise RuntimeError(f"/study answered {status}")
+      shown = time.monotonic()
       trial = int(_TRIAL_RE.search(page).group(1))
       left, right = _AUDIO_RE.findall(page)[:2]
       attention = _ATTENTION_RE.search(page)
+      seconds = sum(self.fetch_clip(html.unescape(src))
+                    for src in _AUDIO_SRC_RE.findall(page)[:2])
+      # "Plays" both clips: waits their length at playback_speed (1% and
+      # 5 ms more, for the rounding of the manifest's lengths).
+      time.sleep(max(0.0, shown + 1.01 * seconds / self.playback_speed +
+                     0.005 - time.monotonic()))
       for side in ("left", "right"):
         code, body = self.post_json(f"/api/trials/{trial}/played",
                                     {"side": side})
@@ -139,8 +178,10 @@ class HttpParticipant:
       value = self.taste.choose(left, right, int(attention.group(1))
                                 if attention else None)
       start = time.perf_counter()
-      code, body = self.post_json(f"/api/trials/{trial}/rating",
-                                  {"value": value, "response_ms": 1000})
+      code, body = self.post_json(
+          f"/api/trials/{trial}/rating",
+          {"value": value,
+           "response_ms": int((time.monotonic() - shown) * 1000)})
       self.latencies.append(time.perf_counter() - start)
       if code != 200:
         raise RuntimeError(f"rating answered {code}: {body}")
@@ -174,11 +215,13 @@ def _press(driver, key):
 def take_study_in_browser(
     driver: WebDriver, url: str, taste: Taste, external_id: str = "",
     timeout: float = 30, screenshot_dir: Optional[str] = None,
-    max_trials: Optional[int] = None
+    max_trials: Optional[int] = None,
+    playback_speed: float = BROWSER_PLAYBACK_SPEED
 ) -> Tuple[Optional[str], List[Tuple[int, int]]]:
   """Keyboard-only run through the study; returns (code, [(trial, value)]).
   Stops after max_trials ratings (code None) when given; a participant who
-  has already consented in this browser goes straight on."""
+  has already consented in this browser goes straight on.  The clips play
+  at playback_speed (Chromium allows up to 16)."""
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.common.keys import Keys  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.support import expected_conditions as ec  # pylint: disable=g-import-not-at-top
@@ -210,10 +253,13 @@ def take_study_in_browser(
     trial_el = wait.until(ec.presence_of_element_located((By.ID, "trial")))
     trial = int(trial_el.get_attribute("data-trial"))
     driver.execute_script(
+        "var speed = arguments[0];"
         "document.querySelectorAll('audio').forEach(function (a) {"
-        " a.defaultPlaybackRate = 16; a.playbackRate = 16; });")
-    left, right = (driver.find_element(By.ID, f"audio-{s}").get_attribute(
-        "src").rsplit("/", 1)[1][:-4] for s in ("left", "right"))
+        " a.defaultPlaybackRate = speed; a.playbackRate = speed; });",
+        playback_speed)
+    left, right = (_AUDIO_RE.search(driver.find_element(
+        By.ID, f"audio-{s}").get_attribute("src")).group(1)
+                   for s in ("left", "right"))
     attention = driver.find_elements(By.CSS_SELECTOR, "#attention strong")
     value = taste.choose(left, right, int(attention[0].text.split()[0])
                          if attention else None)
@@ -251,6 +297,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   parser.add_argument("--quality", default="note_rnn:0,q:1.5,psi:1.5,g:0.8")
   parser.add_argument("--noise", type=float, default=1.0)
   parser.add_argument("--browser", action="store_true")
+  parser.add_argument("--playback_speed", type=float,
+                      default=BROWSER_PLAYBACK_SPEED,
+                      help="how much faster than real time the simulated "
+                      "participants play the clips (the server's "
+                      "--max_playback_speed must allow it; Chromium: <= 16)")
   parser.add_argument("--seed", type=int, default=0)
   console.add_verbose_argument(parser)
   args = parser.parse_args(argv)
@@ -262,10 +313,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
       taste = Taste(manifest, quality, noise=args.noise, seed=args.seed + k)
       if driver is not None:
         driver.delete_all_cookies()
-        code, ratings = take_study_in_browser(driver, args.url, taste,
-                                              external_id=f"sim{k}")
+        code, ratings = take_study_in_browser(
+            driver, args.url, taste, external_id=f"sim{k}",
+            playback_speed=args.playback_speed)
       else:
-        participant = HttpParticipant(args.url, taste)
+        participant = HttpParticipant(args.url, taste,
+                                      playback_speed=args.playback_speed)
         code = participant.run(external_id=f"sim{k}")
         ratings = participant.ratings
       print(f"participant {k}: {len(ratings)} ratings, code {code}", flush=True)

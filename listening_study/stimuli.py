@@ -76,8 +76,8 @@ def find_soundfont(path: Optional[str] = None) -> Optional[str]:
 
 def fluidsynth_available() -> bool:
   try:
-    import fluidsynth  # pylint: disable=g-import-not-at-top,unused-import
-    return True
+    import fluidsynth  # pylint: disable=g-import-not-at-top
+    return fluidsynth is not None
   except Exception:  # pylint: disable=broad-except  (ImportError or missing lib)
     return False
 

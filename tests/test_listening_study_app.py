@@ -1,5 +1,5 @@
-"""The study app's safety and flow (Flask test client; the browser test drives
-the real server)."""
+"""The study app's safety and flow (Flask test client, on SQLite and on
+PostgreSQL; the browser and server tests drive the real server)."""
 import collections
 import csv
 import io
@@ -15,7 +15,13 @@ from listening_study import design
 from listening_study import stimuli
 import listening_study_helpers as helpers
 
+# The database fixtures: each test taking db_url runs on SQLite and on
+# PostgreSQL (helpers.postgresql starts the server once per session).
+db_url = helpers.db_url
+postgresql = helpers.postgresql
+
 TOKEN = helpers.ADMIN_TOKEN
+_APPS = []
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +29,21 @@ def study(tmp_path_factory):
   return helpers.make_study(tmp_path_factory.mktemp("app"), per_model=2)
 
 
-@pytest.fixture
-def db_url(tmp_path):
-  return "sqlite:///" + str(tmp_path / "study.db")
+@pytest.fixture(autouse=True)
+def _close_engines():
+  yield
+  while _APPS:
+    _APPS.pop().extensions["study"]["engine"].dispose()
 
 
-def make_app(study, db_url, trials=None):
-  return study_app.create_app(study, db_url=db_url, admin_token=TOKEN,
-                              trials=trials)
+def make_app(study, db_url, trials=None, clock=None, **kwargs):
+  """The app on a StepClock: every rating comes a minute after the last
+  server event, so the listening rule holds without waiting."""
+  app = study_app.create_app(study, db_url=db_url, admin_token=TOKEN,
+                             trials=trials, clock=clock or helpers.StepClock(),
+                             **kwargs)
+  _APPS.append(app)
+  return app
 
 
 def counts(db_url):
@@ -55,12 +68,6 @@ def current(client):
   page = r.get_data(as_text=True)
   trial = int(re.search(r'data-trial="(\d+)"', page).group(1))
   return trial, page
-
-
-def play_both(client, trial):
-  for side in ("left", "right"):
-    assert client.post(f"/api/trials/{trial}/played",
-                       json={"side": side}).status_code == 200
 
 
 def rate(client, trial, value):
@@ -98,7 +105,7 @@ def test_pages_never_reveal_models_or_manifest(study, db_url):
     assert len(ids) == 2 and all(i in manifest["stimuli"] for i in ids)
     wav = client.get(f"/audio/{ids[0]}.wav")
     assert wav.status_code == 200 and wav.data[:4] == b"RIFF"
-    play_both(client, trial)
+    helpers.listen(client, trial, page)
     assert rate(client, trial, answer(page)).status_code == 200
   # Headers do not group clips by model either: one length, one date, no ETag.
   heads = [client.get(f"/audio/{i}.wav").headers for i in manifest["stimuli"]]
@@ -121,7 +128,7 @@ def test_refusals_are_4xx_and_store_nothing(study, db_url):
   # not played yet
   r = rate(alice, trial, 3)
   assert r.status_code == 409 and "play both" in r.get_json()["error"]
-  play_both(alice, trial)
+  helpers.listen(alice, trial, page)
   # out of range / wrong type
   for bad in (0, 8, -1, "3", 3.5, True, None, [3]):
     r = rate(alice, trial, bad)
@@ -139,9 +146,11 @@ def test_refusals_are_4xx_and_store_nothing(study, db_url):
   assert rate(alice, 10**6, 3).status_code == 403
   assert rate(nobody, trial, 3).status_code == 401
   assert counts(db_url)["ratings"] == 0
-  # out of order: the second trial before the first
+  # out of order: the second trial before the first (its clips cannot be
+  # served as the current trial's, so it cannot be reported played either)
   second = trial + 1
-  play_both(alice, second)
+  assert alice.post(f"/api/trials/{second}/played",
+                    json={"side": "left"}).status_code == 409
   assert rate(alice, second, 3).status_code == 409
   assert counts(db_url)["ratings"] == 0
   # once, then twice
@@ -166,7 +175,7 @@ def test_admin_needs_token_and_everything_typed_is_escaped(study, db_url):
     trial, page = current(client)
     if trial is None:
       break
-    play_both(client, trial)
+    helpers.listen(client, trial, page)
     assert rate(client, trial, answer(page)).status_code == 200
   assert client.post("/api/comment", json={"text": "=HYPERLINK(\"x\")<img "
                                                    "src=x onerror=alert(1)>"}
@@ -193,16 +202,18 @@ def test_admin_needs_token_and_everything_typed_is_escaped(study, db_url):
 
 
 def test_resume_after_server_and_browser_restart(study, db_url):
-  client = make_app(study, db_url).test_client()
+  clock = helpers.StepClock()  # one server time across the restarts
+  client = make_app(study, db_url, clock=clock).test_client()
   start(client)
   first, page = current(client)
-  play_both(client, first)
+  helpers.listen(client, first, page)
   assert rate(client, first, answer(page)).status_code == 200
-  second, _ = current(client)
+  second, page = current(client)
+  assert client.get(helpers.audio_paths(page)[0]).status_code == 200
   assert client.post(f"/api/trials/{second}/played",
                      json={"side": "left"}).status_code == 200
   # "server restart": a new app and engine on the same database
-  restarted = make_app(study, db_url).test_client()
+  restarted = make_app(study, db_url, clock=clock).test_client()
   restarted.set_cookie(study_app.COOKIE,
                        client.get_cookie(study_app.COOKIE).value)
   trial, page = current(restarted)
@@ -210,7 +221,7 @@ def test_resume_after_server_and_browser_restart(study, db_url):
   assert 'data-played-right="false"' in page
   # "another browser": the resume link alone
   token = client.get_cookie(study_app.COOKIE).value
-  other = make_app(study, db_url).test_client()
+  other = make_app(study, db_url, clock=clock).test_client()
   assert other.get(f"/resume/{token}").status_code == 302
   assert current(other)[0] == second
   assert other.get("/resume/" + "0" * 32).status_code == 404
@@ -219,7 +230,7 @@ def test_resume_after_server_and_browser_restart(study, db_url):
     trial, page = current(other)
     if trial is None:
       break
-    play_both(other, trial)
+    helpers.listen(other, trial, page)
     assert rate(other, trial, answer(page)).status_code == 200
   code = re.search(r'id="completion-code">([^<]+)<',
                    other.get("/done").get_data(as_text=True)).group(1)
@@ -238,7 +249,7 @@ def test_failed_attention_check_is_recorded(study, db_url):
     trial, page = current(client)
     if trial is None:
       break
-    play_both(client, trial)
+    helpers.listen(client, trial, page)
     attention = re.search(r"please choose\s*<strong>(\d)", page)
     value = 8 - int(attention.group(1)) if attention else 4
     assert rate(client, trial, value).status_code == 200
@@ -295,27 +306,40 @@ def test_schema_version_recorded_and_newer_refused(tmp_path):
     db.create_schema(engine)
 
 
-def test_older_schema_is_migrated(tmp_path, monkeypatch):
-  engine = db.make_engine("sqlite:///" + str(tmp_path / "m.db"))
+def test_older_schema_is_migrated(db_url, monkeypatch):
+  engine = db.make_engine(db_url)
   db.create_schema(engine)
   calls = []
+  later = db.SCHEMA_VERSION + 1
 
   def add_column(conn):
     calls.append(1)
     conn.exec_driver_sql("ALTER TABLE participants ADD COLUMN note TEXT")
 
-  monkeypatch.setattr(db, "SCHEMA_VERSION", 2)
-  monkeypatch.setattr(db, "MIGRATIONS", {1: add_column})
-  assert db.create_schema(engine) == 2 and calls == [1]
-  assert db.create_schema(engine) == 2 and calls == [1]  # once only
+  monkeypatch.setattr(db, "SCHEMA_VERSION", later)
+  monkeypatch.setattr(db, "MIGRATIONS",
+                      {**db.MIGRATIONS, later - 1: add_column})
+  assert db.create_schema(engine) == later and calls == [1]
+  assert db.create_schema(engine) == later and calls == [1]  # once only
   with engine.connect() as conn:
-    assert conn.execute(sa.select(db.schema_version.c.version)).scalar() == 2
+    assert conn.execute(sa.select(db.schema_version.c.version)).scalar() == (
+        later)
     conn.exec_driver_sql("SELECT note FROM participants")
+  engine.dispose()
 
 
-def test_admin_token_must_be_long(study, db_url):
+def test_schema_without_a_migration_path_is_refused(tmp_path, monkeypatch):
+  engine = db.make_engine("sqlite:///" + str(tmp_path / "m.db"))
+  db.create_schema(engine)
+  monkeypatch.setattr(db, "SCHEMA_VERSION", db.SCHEMA_VERSION + 1)
+  with pytest.raises(db.SchemaError, match="no migration"):
+    db.create_schema(engine)
+
+
+def test_admin_token_must_be_long(study, tmp_path):
   with pytest.raises(ValueError, match="16"):
-    study_app.create_app(study, db_url=db_url, admin_token="short")
+    study_app.create_app(study, db_url="sqlite:///" + str(tmp_path / "s.db"),
+                         admin_token="short")
 
 
 def test_serve_and_analyze_fail_fast_with_clear_messages(tmp_path):

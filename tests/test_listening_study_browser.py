@@ -1,7 +1,10 @@
 """The whole study in a real headless Chromium (Debian's chromium +
 chromium-driver via Selenium), against the real server (gunicorn), then the
-database.  Skipped only when Chromium is missing outside CI; in CI (CI set)
-a missing browser is a failure: .ci/run installs it."""
+database.  The browser plays the clips at simulate.BROWSER_PLAYBACK_SPEED and
+the server is told so (--max_playback_speed); the server's own record shows
+every clip served and every rating after both clips' length at that speed.
+Skipped only when Chromium is missing outside CI; in CI (CI set) a missing
+browser is a failure: .ci/run installs it."""
 import os
 
 import pytest
@@ -9,16 +12,20 @@ import sqlalchemy as sa
 
 import listening_study
 from listening_study import db
+from listening_study import design
 from listening_study import simulate
 from listening_study import stimuli
 import listening_study_helpers as helpers
+
+SPEED = f"--max_playback_speed={simulate.BROWSER_PLAYBACK_SPEED}"
 
 
 def _require_browser():
   missing = [p for p in (simulate.CHROMIUM, simulate.CHROMEDRIVER)
              if not os.path.exists(p)]
   try:
-    import selenium  # pylint: disable=g-import-not-at-top,unused-import
+    import selenium  # pylint: disable=g-import-not-at-top
+    del selenium
   except ImportError:
     missing.append("the selenium package")
   if missing:
@@ -52,7 +59,7 @@ def test_participant_takes_whole_study_in_chromium(study, tmp_path):
   db_url = "sqlite:///" + str(tmp_path / "study.db")
   with simulate.ServerProcess(study, helpers.ADMIN_TOKEN,
                               ["--workers=1", "--threads=4",
-                               f"--db_url={db_url}"]) as server:
+                               f"--db_url={db_url}", SPEED]) as server:
     driver = simulate.make_chromium_driver(user_data_dir=profile)
     try:
       code, first = simulate.take_study_in_browser(
@@ -63,7 +70,7 @@ def test_participant_takes_whole_study_in_chromium(study, tmp_path):
   # The server and the browser both restart; the participant goes on.
   with simulate.ServerProcess(study, helpers.ADMIN_TOKEN,
                               ["--workers=2", "--threads=4",
-                               f"--db_url={db_url}"]) as server:
+                               f"--db_url={db_url}", SPEED]) as server:
     driver = simulate.make_chromium_driver(user_data_dir=profile)
     try:
       code, rest = simulate.take_study_in_browser(driver, server.url, taste)
@@ -81,6 +88,14 @@ def test_participant_takes_whole_study_in_chromium(study, tmp_path):
   assert len(trials) == num_pairs + 1 == len(first) + len(rest)
   assert sorted((r.trial_id, r.value) for r in ratings) == sorted(first + rest)
   assert all(t.played_left and t.played_right for t in trials)
+  by_trial = {r.trial_id: r for r in ratings}
+  for t in trials:  # the server's own record
+    rating = by_trial[t.id]
+    assert t.shown_at <= t.left_served_at <= rating.created_at
+    assert t.shown_at <= t.right_served_at <= rating.created_at
+    assert rating.response_ms >= design.min_listen_ms(
+        t.audio_ms, simulate.BROWSER_PLAYBACK_SPEED)
+    assert rating.client_response_ms is not None
   assert sum(t.kind == "attention" for t in trials) == 1
   for t in trials:  # the simulated taste answered by the planted qualities
     rating = {r.trial_id: r.value for r in ratings}[t.id]
@@ -94,7 +109,7 @@ def test_browser_is_refused_a_rating_before_both_clips_played(study, tmp_path):
   db_url = "sqlite:///" + str(tmp_path / "study.db")
   with simulate.ServerProcess(study, helpers.ADMIN_TOKEN,
                               ["--workers=1", "--threads=2",
-                               f"--db_url={db_url}"]) as server:
+                               f"--db_url={db_url}", SPEED]) as server:
     driver = simulate.make_chromium_driver()
     try:
       driver.get(server.url)
