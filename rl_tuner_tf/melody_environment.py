@@ -47,7 +47,7 @@ means), so training can log them without leaving the graph.
 from __future__ import annotations
 
 import collections
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from data_pipeline import keras_setup  # noqa: F401
 import numpy as np
@@ -168,6 +168,17 @@ def primed_state(network: note_rnn.NoteRNN,
   return state
 
 
+def task_reward(config: Any,
+                reward_model: Optional[Callable[[tf.Tensor], tf.Tensor]]
+                ) -> Dict[str, Any]:
+  """MelodyEnvironment's task-reward arguments for a TuningConfig: whether
+  r_MT is in the reward, and the reward model of r_RM with its weight."""
+  parts = config.reward.split("+")
+  return dict(include_r_mt="r_mt" in parts,
+              sequence_reward=reward_model if "rm" in parts else None,
+              sequence_reward_weight=config.reward_model_weight)
+
+
 class MelodyEnvironment(tf_environment.TFEnvironment):
   """Batched in-graph melody environment (see the module docstring)."""
 
@@ -176,7 +187,8 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
                random_note_max=DEFAULT_RANDOM_NOTE_MAX, primer=None,
                reward_weights=None, terminal_discount=1.0, seed=0,
                token_reading="paper", expose_reward_state=False,
-               primer_group_size=1, name="melody_environment"):
+               primer_group_size=1, include_r_mt=True, sequence_reward=None,
+               sequence_reward_weight=1.0, name="melody_environment"):
     """Args:
       reward_rnn: a NoteRNN, used frozen (the caller passes a copy).
       batch_size: compositions composed in parallel.
@@ -192,6 +204,11 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
       primer_group_size: k > 1 primes compositions in consecutive groups of
         k with the same random note / pool primer (RLOO's k samples per
         primer); batch_size must be a multiple of k.
+      include_r_mt: r_MT is in the reward (False: a reward model's alone;
+        r_MT and each rule are still measured).
+      sequence_reward: tokens [B, T] -> [B], a score of whole compositions
+        (a learned reward model, r_RM), added at each composition's last
+        note, times sequence_reward_weight, over c like r_MT.
     """
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -224,6 +241,9 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     else:
       self._primer = None if primer is None else validate_primer(primer)
     self._weights = rewards.resolve_weights(reward_weights)
+    self._include_r_mt = bool(include_r_mt)
+    self._sequence_reward = sequence_reward
+    self._sequence_reward_weight = float(sequence_reward_weight)
     self._terminal_discount = float(terminal_discount)
     self.rule_names = tuple(self._weights)
     self._module = tf.Module(name=name)  # holds the trackable state
@@ -253,7 +273,8 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
       m.last_reward = tf.Variable(tf.zeros([b]), trainable=False,
                                   name="last_reward")
       # Sums of per-note quantities since the last read_and_reset_stats().
-      stat_names = ("log_p", "r_mt") + self.rule_names
+      stat_names = ("log_p", "r_mt") + self.rule_names + (
+          ("r_rm",) if sequence_reward is not None else ())
       m.stat_sums = {k: tf.Variable(0.0, trainable=False, name=f"sum_{k}")
                      for k in stat_names}
       m.stat_count = tf.Variable(0.0, trainable=False, name="stat_count")
@@ -384,13 +405,16 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
     r_mt, per_rule, new_state = rewards.music_theory_reward(
         self._composition_state(),
         reading_lib.rule_view(action, self._token_reading), self._weights)
-    # Eq. 3: r = log p(a|s) + r_MT(a, s) / c   (G / RL-only: r_MT / c alone).
-    reward = r_mt / self._c
+    done = tf.greater_equal(new_state.beat, self._num_notes)
+    r_rm = self._r_rm(new_state.notes, done)
+    # Eq. 3: r = log p(a|s) + r_MT(a, s) / c   (G / RL-only: r_MT / c alone);
+    # with a reward model, + w r_RM / c at a composition's last note.
+    task = (r_mt if self._include_r_mt else tf.zeros_like(r_mt)) + r_rm
+    reward = task / self._c
     if self._include_log_p:
       reward = log_p + reward
     rnn_state_in = tuple(v.value() for v in m.reward_rnn_state)
     logits, rnn_state = self._reward_rnn.step(action, rnn_state_in)
-    done = tf.greater_equal(new_state.beat, self._num_notes)
     step_type = tf.where(done, ts.StepType.LAST, ts.StepType.MID)
     discount = tf.where(done, self._terminal_discount, 1.0)
     ops = [m.note.assign(action), m.reward_logits.assign(logits),
@@ -402,8 +426,21 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
             m.stat_count.assign_add(float(self.batch_size))]
     ops += [m.stat_sums[k].assign_add(tf.reduce_sum(v))
             for k, v in per_rule.items() if k in m.stat_sums]
+    if "r_rm" in m.stat_sums:
+      ops.append(m.stat_sums["r_rm"].assign_add(tf.reduce_sum(r_rm)))
     with tf.control_dependencies(ops):
       return self._time_step(step_type, tf.identity(reward), discount)
+
+  def _r_rm(self, notes: tf.Tensor, done: tf.Tensor) -> tf.Tensor:
+    """[B]: w r_RM(notes) when the compositions end (``done``: they advance
+    in lockstep, so the reward model runs only at their last note), else 0."""
+    zeros = tf.zeros([self.batch_size], tf.float32)
+    if self._sequence_reward is None:
+      return zeros
+    r_rm = tf.cond(done, lambda: self._sequence_reward_weight * tf.cast(
+        self._sequence_reward(notes), tf.float32), lambda: zeros)
+    r_rm.set_shape([self.batch_size])
+    return r_rm
 
   # -- logging -------------------------------------------------------------------
   def read_and_reset_stats(self) -> Dict[str, tf.Tensor]:

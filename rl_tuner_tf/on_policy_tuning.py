@@ -52,7 +52,8 @@ class OnPolicyTuner(tuner_base.TunerBase):
     """Raises configuration.ConfigError for settings this method cannot run
     (TuningConfig asks when it is built)."""
 
-  def __init__(self, config, note_rnn_model, primer=None, reward_weights=None):
+  def __init__(self, config, note_rnn_model, primer=None, reward_weights=None,
+               reward_model=None):
     if config.algorithm != self.ALGORITHM:
       raise ValueError(f"{type(self).__name__} runs {self.ALGORITHM}, not "
                        f"{config.algorithm!r} (see tuning.make_tuner)")
@@ -69,7 +70,8 @@ class OnPolicyTuner(tuner_base.TunerBase):
         reward_weights=reward_weights,
         terminal_discount=config.terminal_discount, seed=config.seed,
         primer_group_size=self._primer_group_size(),
-        token_reading=config.token_reading)
+        token_reading=config.token_reading,
+        **melody_environment.task_reward(config, reward_model))
     self._build_value_parts(note_rnn_model)
     variables = (list(self.q_network.trainable_variables) +
                  self._value_variables())

@@ -50,7 +50,7 @@ kill).
 """
 import dataclasses
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from data_pipeline import keras_setup  # noqa: F401
 import tensorflow as tf
@@ -70,6 +70,8 @@ from rl_tuner_tf.rewards.music_theory import FIGURE2_R_MT
 
 ConfigError = configuration.ConfigError
 _setting = configuration.setting
+# The task reward: the rules, a learned reward model's score, or both.
+REWARDS = ("r_mt", "rm", "r_mt+rm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +223,16 @@ class TuningConfig(configuration.Values):
       default_factory=tuple, help="Python modules (dotted names or .py "
       "files) whose import registers reward rules (rewards.register_reward);"
       " r_MT sums them with the built-in rules.")
+  reward: str = _setting(
+      "r_mt", "What the task reward is: r_mt (the music-theory rules), rm "
+      "(a learned reward model's score of each whole composition, r_RM, at "
+      "its last note) or r_mt+rm (both); over c, beside the same KL to the "
+      "Note RNN.", choices=REWARDS)
+  reward_model_dir: Optional[str] = _setting(
+      None, "The reward model of --reward=rm or r_mt+rm (the model/ folder "
+      "python -m rl_tuner_tf.train_reward_model writes).")
+  reward_model_weight: float = _setting(
+      1.0, "Weight of r_RM in the task reward.", check=configuration.positive)
   off_policy: OffPolicyConfig = _setting(default_factory=OffPolicyConfig)
   pg: OnPolicyConfig = _setting(default_factory=OnPolicyConfig)
   ppo: PPOConfig = _setting(default_factory=PPOConfig)
@@ -258,7 +270,17 @@ class TuningConfig(configuration.Values):
       return max(1, self.num_notes // 2)
     return self.off_policy.exploration_period
 
+  @property
+  def uses_reward_model(self) -> bool:
+    return "rm" in self.reward.split("+")
+
   def _validate(self):
+    if self.uses_reward_model and not self.reward_model_dir:
+      raise ConfigError("reward_model_dir", f"is needed by --reward="
+                        f"{self.reward} (a trained reward model's model/)")
+    if self.reward_model_dir and not self.uses_reward_model:
+      raise ConfigError("reward_model_dir", "is only used with --reward=rm "
+                        "or r_mt+rm")
     for rule, weight in self.reward_weights.items():
       if not math.isfinite(weight):
         raise ConfigError("reward_weights",
@@ -291,26 +313,33 @@ class TuningConfig(configuration.Values):
 
 def make_tuner(config: "TuningConfig", note_rnn_model: tf.keras.Model,
                primer: Any = None,
-               reward_weights: Optional[Dict[str, float]] = None
+               reward_weights: Optional[Dict[str, float]] = None,
+               reward_model: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
                ) -> tuner_base.TunerBase:
   """The tuner of ``config.algorithm``: Tuner (every off-policy algorithm)
   or the on-policy method's (on_policy_tuning.TUNERS: PPOTuner, RLOOTuner);
-  the same public surface."""
+  the same public surface. reward_model: tokens [B, T] -> r_RM [B], for
+  config.reward rm / r_mt+rm (reward_model.load_model)."""
+  if config.uses_reward_model and reward_model is None:
+    raise ConfigError("reward_model_dir", f"--reward={config.reward} needs "
+                      "the reward model itself (reward_model.load_model)")
   if config.is_on_policy:
     tuner = on_policy_tuning.TUNERS.get(config.algorithm)
     if tuner is None:
       raise ConfigError("algorithm", f"no on-policy tuner runs "
                         f"{config.algorithm!r} (on_policy_tuning.TUNERS: "
                         f"{', '.join(on_policy_tuning.TUNERS)})")
-    return tuner(config, note_rnn_model, primer, reward_weights)
-  return Tuner(config, note_rnn_model, primer, reward_weights)
+    return tuner(config, note_rnn_model, primer, reward_weights,
+                 reward_model=reward_model)
+  return Tuner(config, note_rnn_model, primer, reward_weights,
+               reward_model=reward_model)
 
 
 class Tuner(tuner_base.TunerBase):
   """Environment, agent, replay buffer and driver of one run (off-policy)."""
 
   def __init__(self, config, note_rnn_model, primer=None,
-               reward_weights=None, jit_compile=True):
+               reward_weights=None, jit_compile=True, reward_model=None):
     """primer: None (a random note), 1-D tokens (one primer melody) or
     [N, K] tokens (each composition primed with a random row, e.g.
     melody_environment.corpus_primers); the policies get the environment's
@@ -341,7 +370,8 @@ class Tuner(tuner_base.TunerBase):
         random_note_max=config.random_note_max, primer=primer,
         reward_weights=reward_weights,
         terminal_discount=config.terminal_discount, seed=config.seed,
-        token_reading=config.token_reading, expose_reward_state=trains_prior)
+        token_reading=config.token_reading, expose_reward_state=trains_prior,
+        **melody_environment.task_reward(config, reward_model))
     self.notes_composed = tf.Variable(0, dtype=tf.int64, trainable=False,
                                       name="notes_composed")
     self.epsilon = exploration.LinearEpsilon(

@@ -43,6 +43,7 @@ from rl_tuner_tf import melody_environment
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf import rewards
+from rl_tuner_tf import reward_model
 from rl_tuner_tf import runner
 from rl_tuner_tf import tuning
 
@@ -327,9 +328,20 @@ def tune(config: tuning.TuningConfig, run: RunConfig, run_dir: str, *,
     if source_model is None:
       source_model = note_rnn.load(run.note_rnn_checkpoint)
     tuner = tuning.make_tuner(config, source_model, primer=primer,
-                              reward_weights=config.reward_weights or None)
+                              reward_weights=config.reward_weights or None,
+                              reward_model=_reward_model(config))
     return runner.Runner(
         _TuningJob(tuner, run, run_dir, settings, log, tag)).run()
+
+
+def _reward_model(config: tuning.TuningConfig) -> Optional[tf.keras.Model]:
+  """The reward model of r_RM (config.reward rm / r_mt+rm), else None."""
+  if not config.uses_reward_model:
+    return None
+  try:
+    return reward_model.load_model(config.reward_model_dir)
+  except reward_model.RewardModelError as e:
+    raise ConfigError("reward_model_dir", str(e)) from None
 
 
 def _remove_tree(path: str) -> int:
@@ -476,6 +488,8 @@ class _TuningJob:
         + (f"epsilon {stats['epsilon']:.3f} | " if "epsilon" in stats else "")
         + (f"objective {stats['objective']:.1f} | "
            if "objective" in stats else "")
+        + (f"r_RM {stats['r_rm'] * config.num_notes_in_melody:.3f} | "
+           if "r_rm" in stats else "")
         + f"ETA {runner.format_seconds(eta)}")
     with self.writer.as_default(step=notes):
       for key, value in stats.items():
