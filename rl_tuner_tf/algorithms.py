@@ -8,6 +8,7 @@ policy, in one place (paper section 3; reference section 4).
   rl_only  r_MT/c                          as q                        (Eq. 4)   as q
   ppo      r_MT/c - KL to the prior (PG-1) none (on-policy, PG-2..PG-5)          softmax of the policy network
   rloo     as ppo                          none (on-policy, PG-6, PG-7)          as ppo
+  dpo      none: rated pairs (DPO-1)       none (dpo_tuning.py)                  as ppo
 
 An ``Algorithm`` names its tuner kind (off-policy: tuning.Tuner with replay
 and ``target``; on-policy: on_policy_tuning's PPOTuner and RLOOTuner), whether Eq. 3's log p is in its reward, how its network's outputs
@@ -36,8 +37,9 @@ PolicyLogits = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 class Algorithm:
   """One tuning algorithm.
 
-  on_policy: tuned by its on_policy_tuning.TUNERS class (whole
-    compositions, no replay); else by tuning.Tuner with ``target``.
+  on_policy: tuned by a tuner class of its own (on_policy_tuning.TUNERS:
+    PPO and RLOO on their own whole compositions, DPO on rated pairs; no
+    replay); else by tuning.Tuner with ``target``.
   log_p_in_reward: the environment's reward includes log p(a|s) (Eq. 3).
   policy_logits: its policy from its network's outputs and the prior's
     logits.
@@ -142,5 +144,7 @@ for _algorithm in (
     Algorithm("ppo", on_policy=True, log_p_in_reward=False,
               policy_logits=_values),
     Algorithm("rloo", on_policy=True, log_p_in_reward=False,
+              policy_logits=_values),
+    Algorithm("dpo", on_policy=True, log_p_in_reward=False,
               policy_logits=_values)):
   register(_algorithm)

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from rl_tuner_tf import compose
 from rl_tuner_tf import configuration
+from rl_tuner_tf import dpo_tuning
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import tuner_base
 from rl_tuner_tf.agents import policy_gradient as pg
@@ -51,6 +52,17 @@ class OnPolicyTuner(tuner_base.TunerBase):
   def check_config(cls, config: tuning.TuningConfig) -> None:
     """Raises configuration.ConfigError for settings this method cannot run
     (TuningConfig asks when it is built)."""
+
+  @classmethod
+  def iteration_notes(cls, config: tuning.TuningConfig) -> int:
+    """Notes one iteration composes: B whole compositions."""
+    return config.pg.num_compositions * config.num_notes_in_melody
+
+  @classmethod
+  def schedule(cls, config: tuning.TuningConfig) -> str:
+    return (f"{config.pg.num_compositions} whole compositions "
+            f"({cls.iteration_notes(config)} notes) per iteration, then "
+            f"{config.pg.epochs} epochs x {config.pg.minibatches} minibatches")
 
   def __init__(self, config, note_rnn_model, primer=None, reward_weights=None,
                reward_model=None):
@@ -350,4 +362,6 @@ class RLOOTuner(OnPolicyTuner):
     return pg.whiten(advantages), None, total
 
 
-TUNERS = {tuner.ALGORITHM: tuner for tuner in (PPOTuner, RLOOTuner)}
+# The tuner of each algorithm that tuning.Tuner does not run.
+TUNERS = {tuner.ALGORITHM: tuner
+          for tuner in (PPOTuner, RLOOTuner, dpo_tuning.DPOTuner)}

@@ -177,6 +177,21 @@ class RLOOConfig(configuration.Values):
 
 
 @dataclasses.dataclass(frozen=True)
+class DPOConfig(configuration.Values):
+  """DPO's settings (dpo_tuning.py)."""
+  PREFIX = "dpo_"
+  preferences: Optional[str] = _setting(
+      None, "dpo: the rated pairs it learns from (a preference file, "
+      "rl_tuner_tf/preferences.py).")
+  beta: float = _setting(0.1, "dpo: beta, the KL weight (DPO-1).",
+                         check=configuration.positive)
+  learning_rate: float = _setting(1e-4, "dpo: Adam learning rate.",
+                                  check=configuration.positive)
+  batch_size: int = _setting(64, "dpo: rated pairs per Adam step.",
+                             check=configuration.positive_int)
+
+
+@dataclasses.dataclass(frozen=True)
 class TuningConfig(configuration.Values):
   """One tuning run. Defaults are the paper's; the original code's values,
   where they differ, are noted (reference sections 3-5 and 9). Each leaf is a
@@ -237,6 +252,7 @@ class TuningConfig(configuration.Values):
   pg: OnPolicyConfig = _setting(default_factory=OnPolicyConfig)
   ppo: PPOConfig = _setting(default_factory=PPOConfig)
   rloo: RLOOConfig = _setting(default_factory=RLOOConfig)
+  dpo: DPOConfig = _setting(default_factory=DPOConfig)
 
   @classmethod
   def of(cls, **settings: Any) -> "TuningConfig":
@@ -247,18 +263,25 @@ class TuningConfig(configuration.Values):
   def is_on_policy(self) -> bool:
     return algorithms.get(self.algorithm).on_policy
 
+  def own_tuner(self) -> Optional[type]:
+    """The tuner class of an algorithm not run by ``Tuner`` (PPO, RLOO,
+    DPO: on_policy_tuning.TUNERS), else None."""
+    if not self.is_on_policy:
+      return None
+    return on_policy_tuning.TUNERS.get(self.algorithm)
+
   def notes_per_iteration(self) -> int:
-    """Notes one ``run`` iteration composes (the runner's period unit)."""
+    """Notes one ``run`` iteration composes or reads (the runner's unit)."""
+    if self.own_tuner() is not None:
+      return self.own_tuner().iteration_notes(self)
     if self.is_on_policy:
       return self.pg.num_compositions * self.num_notes_in_melody
     return self.off_policy.num_compositions
 
   def schedule(self) -> str:
     """One line: what an iteration does (the runner prints it)."""
-    if self.is_on_policy:
-      return (f"{self.pg.num_compositions} whole compositions "
-              f"({self.notes_per_iteration()} notes) per iteration, then "
-              f"{self.pg.epochs} epochs x {self.pg.minibatches} minibatches")
+    if self.own_tuner() is not None:
+      return self.own_tuner().schedule(self)
     off = self.off_policy
     return (f"{off.num_compositions} compositions in parallel, "
             f"{off.updates_per_iteration()} updates of "
@@ -286,14 +309,13 @@ class TuningConfig(configuration.Values):
         raise ConfigError("reward_weights",
                           f"{rule}'s weight must be finite (got {weight})")
     if self.is_on_policy:
-      tuner = on_policy_tuning.TUNERS.get(self.algorithm)
-      if tuner is not None:
-        tuner.check_config(self)
+      if self.own_tuner() is not None:
+        self.own_tuner().check_config(self)
       if self.num_notes % self.notes_per_iteration():
         raise ConfigError(
-            "num_notes", "must be a multiple of pg_num_compositions x "
-            f"num_notes_in_melody ({self.notes_per_iteration()}): an "
-            f"iteration composes whole compositions (got {self.num_notes})")
+            "num_notes", f"must be a multiple of the notes an iteration "
+            f"composes or reads ({self.notes_per_iteration()}: "
+            f"{self.schedule()}; got {self.num_notes})")
       return
     off = self.off_policy
     per = off.train_every_n_notes * off.minibatches_per_update
@@ -317,7 +339,8 @@ def make_tuner(config: "TuningConfig", note_rnn_model: tf.keras.Model,
                reward_model: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
                ) -> tuner_base.TunerBase:
   """The tuner of ``config.algorithm``: Tuner (every off-policy algorithm)
-  or the on-policy method's (on_policy_tuning.TUNERS: PPOTuner, RLOOTuner);
+  or the method's own (on_policy_tuning.TUNERS: PPOTuner, RLOOTuner,
+  DPOTuner);
   the same public surface. reward_model: tokens [B, T] -> r_RM [B], for
   config.reward rm / r_mt+rm (reward_model.load_model)."""
   if config.uses_reward_model and reward_model is None:

@@ -334,6 +334,12 @@ def tune(config: tuning.TuningConfig, run: RunConfig, run_dir: str, *,
         _TuningJob(tuner, run, run_dir, settings, log, tag)).run()
 
 
+# The progress line's statistics, in order: (key, label, digits).
+_PROGRESS = (("loss", "loss", 3), ("log_p", "log p", 3), ("r_mt", "r_MT", 3),
+             ("epsilon", "epsilon", 3), ("objective", "objective", 1),
+             ("accuracy", "pair accuracy", 3), ("margin", "margin", 3))
+
+
 def _reward_model(config: tuning.TuningConfig) -> Optional[tf.keras.Model]:
   """The reward model of r_RM (config.reward rm / r_mt+rm), else None."""
   if not config.uses_reward_model:
@@ -479,17 +485,17 @@ class _TuningJob:
     self._window = (now, notes)
     stats = tuner.read_and_reset_stats()
     eta = (config.num_notes - notes) / max(rate, 1e-9)
+    shown = [(label, stats.get(key, float("nan")), digits)
+             for key, label, digits in _PROGRESS
+             if key in stats or key == "loss"]
+    if "r_rm" in stats:  # per composition
+      shown.append(("r_RM", stats["r_rm"] * config.num_notes_in_melody, 3))
     self.log(
         f"[{self.tag}] notes {notes:,}/{config.num_notes:,} "
         f"({100 * notes / config.num_notes:.1f}%) | {rate:,.0f} notes/s | "
-        f"updates {tuner.num_updates:,} | loss "
-        f"{stats.get('loss', float('nan')):.3f} | log p {stats['log_p']:.3f}"
-        f" | r_MT {stats['r_mt']:.3f} | "
-        + (f"epsilon {stats['epsilon']:.3f} | " if "epsilon" in stats else "")
-        + (f"objective {stats['objective']:.1f} | "
-           if "objective" in stats else "")
-        + (f"r_RM {stats['r_rm'] * config.num_notes_in_melody:.3f} | "
-           if "r_rm" in stats else "")
+        f"updates {tuner.num_updates:,} | "
+        + "".join(f"{label} {value:.{digits}f} | "
+                  for label, value, digits in shown)
         + f"ETA {runner.format_seconds(eta)}")
     with self.writer.as_default(step=notes):
       for key, value in stats.items():
@@ -497,7 +503,7 @@ class _TuningJob:
           continue
         name = {"log_p": "mean_log_p", "r_mt": "mean_r_mt",
                 "epsilon": "exploration_rate"}.get(key, key)
-        if key in tuner.env.rule_names:
+        if key in getattr(getattr(tuner, "env", None), "rule_names", ()):
           name = f"rules/{key}"
         tf.summary.scalar(name, value)
       tf.summary.scalar("notes_per_second", rate)
