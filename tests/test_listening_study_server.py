@@ -10,7 +10,9 @@ import re
 import subprocess
 import sys
 import threading
+import urllib.parse
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -19,9 +21,11 @@ from listening_study import analysis
 from listening_study import app as study_app
 from listening_study import db
 from listening_study import design
+from listening_study import export_preferences
 from listening_study import simulate
 from listening_study import stimuli
 import listening_study_helpers as helpers
+from rl_tuner_tf import preferences
 
 # The database fixtures: each test taking db_url runs on SQLite and on
 # PostgreSQL (helpers.postgresql starts the server once per session).
@@ -140,6 +144,31 @@ def test_simulated_participants_take_the_whole_study_over_http(
     assert saved["ratings_used"] == used
     assert saved["participants_implausible"] == implausible
     assert saved["implausible_excluded"] == (not implausible)
+  # The trusted ratings as a preference file for a reward model / DPO.
+  pairs = export_preferences.pairs_from_rows(rows, manifest,
+                                             max_playback_speed=SPEED)
+  rated = [r for r in rows if r["kind"] == "pair"]
+  assert pairs.num_pairs == len(rated)
+  clips = manifest["stimuli"]
+  np.testing.assert_array_equal(
+      pairs.tokens_a, [clips[r["left_stimulus"]]["tokens"] for r in rated])
+  np.testing.assert_array_equal(pairs.rating, [r["value"] for r in rated])
+  with pytest.raises(ValueError, match="no rating is left"):
+    export_preferences.pairs_from_rows(rows, manifest)  # all too fast
+  output = os.path.join(str(study), "prefs.npz")
+  r = subprocess.run([sys.executable, "-m", "listening_study.export_preferences",
+                      f"--study_dir={study}", f"--db_url={db_url}",
+                      f"--max_playback_speed={SPEED}", f"--output={output}"],
+                     capture_output=True, text=True, timeout=300,
+                     cwd=helpers.ROOT)
+  assert r.returncode == 0, r.stderr[-3000:]
+  loaded = preferences.load(output)
+  assert loaded.num_pairs == len(rated)
+  assert loaded.provenance["left_out"] == {"attention_check_failed": 0,
+                                           "implausible": 0}
+  secret = urllib.parse.urlsplit(db_url).password
+  if secret:
+    assert secret not in json.dumps(loaded.provenance)
 
 
 def test_serve_refuses_a_bad_playback_speed(study):
