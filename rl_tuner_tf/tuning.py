@@ -185,9 +185,11 @@ class DPOConfig(configuration.Values):
       "rl_tuner_tf/preferences.py).")
   beta: float = _setting(0.1, "dpo: beta, the KL weight (DPO-1).",
                          check=configuration.positive)
-  learning_rate: float = _setting(1e-4, "dpo: Adam learning rate.",
+  learning_rate: float = _setting(1e-3, "dpo: Adam learning rate.",
                                   check=configuration.positive)
-  batch_size: int = _setting(64, "dpo: rated pairs per Adam step.",
+  batch_size: int = _setting(125, "dpo: rated pairs per Adam step (125: "
+                             "the default 1,000,000 notes are 125 steps of "
+                             "2 x 125 x 32 notes).",
                              check=configuration.positive_int)
 
 

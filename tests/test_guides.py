@@ -54,6 +54,8 @@ EXERCISED_ELSEWHERE = {
     "rl_tuner_tf.evaluate": "test_evaluation_end_to_end.py",
     "rl_tuner_tf.train_note_rnn": "test_note_rnn_distribute.py",
     "tests/faults/run_faults.py": "faults/test_faults.py",
+    "listening_study.export_preferences": "test_listening_study_server.py",
+    "rl_tuner_tf.train_reward_model": "test_reward_model.py",
 }
 _FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 _MODULE = re.compile(r"python (?:-m )?([\w./]+)")  # a module or a script
