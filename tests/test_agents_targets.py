@@ -62,7 +62,8 @@ def test_registry_dispatch_and_rl_only_is_q():
   with pytest.raises(ValueError, match="unknown algorithm 'sarsa'"):
     algorithms.get("sarsa")
   assert algorithms.get("ppo").target is None
-  assert algorithms.names() == ("q", "psi", "g", "rl_only", "ppo", "rloo")
+  assert algorithms.names() == ("q", "psi", "g", "rl_only", "ppo", "rloo",
+                                "dpo")
 
 
 def test_which_algorithms_have_log_p_in_the_reward():
