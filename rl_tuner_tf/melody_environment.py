@@ -406,7 +406,11 @@ class MelodyEnvironment(tf_environment.TFEnvironment):
         self._composition_state(),
         reading_lib.rule_view(action, self._token_reading), self._weights)
     done = tf.greater_equal(new_state.beat, self._num_notes)
-    r_rm = self._r_rm(new_state.notes, done)
+    # The composition state holds the rules' view of the tokens; the reward
+    # model reads them in the encoding it was trained on (the swap of the
+    # magenta reading is its own inverse).
+    r_rm = self._r_rm(
+        reading_lib.rule_view(new_state.notes, self._token_reading), done)
     # Eq. 3: r = log p(a|s) + r_MT(a, s) / c   (G / RL-only: r_MT / c alone);
     # with a reward model, + w r_RM / c at a composition's last note.
     task = (r_mt if self._include_r_mt else tf.zeros_like(r_mt)) + r_rm

@@ -55,6 +55,23 @@ def test_r_rm_is_added_at_the_last_note_over_c():
   assert "r_rm" in with_rm.read_and_reset_stats()
 
 
+def test_the_reward_model_reads_the_encoding_under_either_token_reading():
+  """The rules may read tokens 0/1 swapped (magenta); r_RM sees the
+  composition as it was played."""
+  def note_offs(tokens):
+    return tf.reduce_sum(tf.cast(tf.equal(tokens, 0), tf.float32), axis=-1)
+  prior = note_rnn.NoteRNN((8,))
+  actions = [[0, 1]] * NOTES
+  last = {}
+  for reading in ("paper", "magenta"):
+    env = melody_environment.MelodyEnvironment(
+        prior, 2, c=1.0, include_log_p=False, num_notes_in_melody=NOTES,
+        token_reading=reading, sequence_reward=note_offs, include_r_mt=False)
+    last[reading] = _step_through(env, actions)[-1].reward.numpy()
+  np.testing.assert_allclose(last["paper"], [NOTES, 0])
+  np.testing.assert_allclose(last["magenta"], last["paper"])
+
+
 def test_reward_settings_are_checked_naming_them():
   with pytest.raises(tuning.ConfigError, match="--reward_model_dir"):
     tuning.TuningConfig.of(reward="rm")
