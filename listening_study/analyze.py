@@ -20,7 +20,6 @@ from data_pipeline import console
 import listening_study
 from listening_study import analysis
 from listening_study import app as study_app
-from listening_study import db
 from listening_study import design
 
 FLAGS = flags.FLAGS
@@ -54,13 +53,10 @@ def main(argv: List[str]) -> None:
     speed = design.check_playback_speed(FLAGS.max_playback_speed)
   except ValueError as e:
     sys.exit(f"--{e}")
-  db_url = FLAGS.db_url or listening_study.default_db_url(study)
-  if db_url.startswith("sqlite:///") and not os.path.isfile(db_url[10:]):
-    sys.exit(f"no study database at {db_url[10:]!r}; start the study first")
-  engine = db.make_engine(db_url)
-  db.create_schema(engine)
-  with engine.begin() as conn:
-    rows = study_app.export_rows(conn)
+  try:
+    rows = study_app.study_rows(study, FLAGS.db_url)
+  except FileNotFoundError as e:
+    sys.exit(str(e))
   if not any(r["kind"] == "pair" for r in rows):
     sys.exit("no ratings yet")
   out = analysis.write_results(

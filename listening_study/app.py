@@ -484,6 +484,22 @@ EXPORT_COLUMNS = ("rating_id", "participant_id", "external_id", "trial_id",
                   "participant_completed", "attention_passed")
 
 
+def study_rows(study: str, db_url: Optional[str] = None
+               ) -> List[Dict[str, Any]]:
+  """export_rows of the study's database (default: its SQLite file);
+  FileNotFoundError when that file does not exist yet."""
+  db_url = db_url or listening_study.default_db_url(study)
+  if db_url.startswith("sqlite:///") and not os.path.isfile(db_url[10:]):
+    raise FileNotFoundError(f"no study database at {db_url[10:]!r}; start "
+                            "the study first")
+  engine = db.make_engine(db_url)
+  db.create_schema(engine)
+  with engine.begin() as conn:
+    rows = export_rows(conn)
+  engine.dispose()
+  return rows
+
+
 def export_rows(conn: sa.engine.Connection) -> List[Dict[str, Any]]:
   """Every rating with its trial and participant (EXPORT_COLUMNS): the
   admin CSV and the analysis's input.  response_ms is the server's own;

@@ -24,7 +24,6 @@ import numpy as np
 import listening_study
 from listening_study import analysis
 from listening_study import app as study_app
-from listening_study import db
 from listening_study import design
 from listening_study import stimuli
 from rl_tuner_tf import preferences
@@ -96,13 +95,10 @@ def main(argv: List[str]) -> None:
     sys.exit("--run_dir or --study_dir is required")
   study = f.study_dir or listening_study.study_dir(f.run_dir)
   db_url = f.db_url or listening_study.default_db_url(study)
-  if db_url.startswith("sqlite:///") and not os.path.isfile(db_url[10:]):
-    sys.exit(f"no study database at {db_url[10:]!r}; start the study first")
-  engine = db.make_engine(db_url)
-  db.create_schema(engine)
-  with engine.begin() as conn:
-    rows = study_app.export_rows(conn)
-  engine.dispose()
+  try:
+    rows = study_app.study_rows(study, db_url)
+  except FileNotFoundError as e:
+    sys.exit(str(e))
   manifest = stimuli.load_manifest(listening_study.stimuli_dir(study))
   try:
     pairs = pairs_from_rows(
