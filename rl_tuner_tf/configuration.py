@@ -200,6 +200,13 @@ class Values:
     return out
 
   @classmethod
+  def from_flags(cls, flag_values: Any) -> "Values":
+    """An instance from the flags given on ``flag_values`` (defaults for the
+    others): what a command line's main builds; ConfigError names a bad
+    one."""
+    return cls.from_settings(given_flags(cls, flag_values))
+
+  @classmethod
   def from_settings(cls, settings: Mapping[str, Any], *,
                     ignore_unknown: bool = False) -> "Values":
     """An instance from {setting: value}; missing settings take their

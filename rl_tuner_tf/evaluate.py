@@ -40,8 +40,7 @@ def main(argv: List[str], flag_values: flags.FlagValues = FLAGS) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    config = pipeline.EvaluationConfig.from_settings(
-        configuration.given_flags(pipeline.EvaluationConfig, flag_values))
+    config = pipeline.EvaluationConfig.from_flags(flag_values)
     _, output_dir, report_path = pipeline.run(config)
   except configuration.ConfigError as e:
     raise app.UsageError(str(e))

@@ -183,8 +183,7 @@ def main(argv: List[str],
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   flag_values = flag_values if flag_values is not None else flags.FLAGS
   try:
-    config = SampleConfig.from_settings(
-        configuration.given_flags(SampleConfig, flag_values))
+    config = SampleConfig.from_flags(flag_values)
   except configuration.ConfigError as e:
     raise app.UsageError(str(e)) from None
   try:

@@ -670,8 +670,7 @@ def define_flags(flag_values: Optional["flags.FlagValues"] = None
 
 def config_from_flags(flags_obj: "flags.FlagValues") -> TrainConfig:
   """The TrainConfig of the flags given (defaults for the others)."""
-  return TrainConfig.from_settings(
-      configuration.given_flags(TrainConfig, flags_obj))
+  return TrainConfig.from_flags(flags_obj)
 
 
 def main(argv: List[str]) -> None:

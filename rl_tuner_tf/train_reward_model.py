@@ -364,8 +364,7 @@ def main(argv: List[str],
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   flag_values = flag_values if flag_values is not None else flags.FLAGS
   try:
-    config = RewardModelConfig.from_settings(
-        configuration.given_flags(RewardModelConfig, flag_values))
+    config = RewardModelConfig.from_flags(flag_values)
   except ConfigError as e:
     raise app.UsageError(str(e)) from None
   command = "python -m rl_tuner_tf.train_reward_model " + " ".join(
