@@ -11,7 +11,9 @@ left-hand (A) model 4 - value, both in [-3, 3].  Then:
     error bars sqrt(n p (1 - p)), the std. dev. of a binomial fitted to its
     win/loss data (as the paper's caption says).
 Participants who failed the attention check are excluded (counted); the
-ratings of participants who have not finished yet are kept.
+ratings of participants who have not finished yet are kept.  A preference
+study's pairs of two clips of one model say nothing about models: they are
+left out of these tests (counted as same_model_pairs).
 
 Implausible sessions are excluded too (counted, with their reasons), unless
 asked to include them: the server's own timestamps (design.py's listening
@@ -132,9 +134,12 @@ def model_scores(rows: Iterable[Mapping[str, Any]],
                  ) -> Tuple[Dict[str, List[int]], Dict[str, int]]:
   """-> ({model: [scores]}, info) from export rows (see module docstring),
   without the ratings of exclude_participants."""
-  pair_rows, excluded = [], set()
+  pair_rows, excluded, same_model = [], set(), 0
   for row in rows:
     if row["kind"] != "pair":
+      continue
+    if row["left_model"] == row["right_model"]:
+      same_model += 1  # a preference study's pair of one model's clips
       continue
     if exclude_failed_attention and row["attention_passed"] is False:
       excluded.add(row["participant_id"])
@@ -153,7 +158,7 @@ def model_scores(rows: Iterable[Mapping[str, Any]],
       scores[row["left_model"]].append(-preference_for_right)
     if row["right_model"] in scores:
       scores[row["right_model"]].append(preference_for_right)
-  info = {"ratings_used": len(pair_rows),
+  info = {"ratings_used": len(pair_rows), "same_model_pairs": same_model,
           "participants_excluded_attention": len(excluded),
           "participants": len({r["participant_id"] for r in pair_rows})}
   return scores, info

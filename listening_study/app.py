@@ -4,8 +4,9 @@ Participant:  GET /  instructions + consent  -> POST /start
               GET /study  the current trial (or -> /done); the first time
                   a trial is served, the server records shown_at
               GET /audio/<id>.wav?trial=<trial id>  a stimulus (only ids in
-                  the manifest); served to a participant as a clip of their
-                  current trial, it records that side's served_at
+                  the manifest; rendered on the first request in a study
+                  rendered on demand); served to a participant as a clip of
+                  their current trial, it records that side's served_at
               POST /api/trials/<id>/played  {"side": "left"|"right"}
               POST /api/trials/<id>/rating  {"value": 1..7,
                   "response_ms": n (the page's own, kept but untrusted)}
@@ -95,17 +96,18 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
                clock: Callable[[], datetime.datetime] = db.now) -> Flask:
   """The Flask app for the study in `study_dir` (stimuli must exist).
 
-  trials: model pairs per participant (+1 attention check); default the
-  number of model pairs, so each participant hears every pair once.
+  trials: pairs per participant (+1 attention check); default
+  design.default_trials: every model pair once in the paper's design.
   max_playback_speed: the listening rule's speed (design.py): 1 for real
   listeners; simulations that play clips faster say how much faster.
   clock: the server's time (naive UTC), replaceable by tests.
   """
   max_playback_speed = design.check_playback_speed(max_playback_speed)
   manifest = stimuli_lib.load_manifest(listening_study.stimuli_dir(study_dir))
-  audio_dir = os.path.join(listening_study.stimuli_dir(study_dir), "audio")
+  stimuli_dir = listening_study.stimuli_dir(study_dir)
+  audio_dir = os.path.join(stimuli_dir, "audio")
   stimulus_ids = frozenset(manifest["stimuli"])
-  num_trials = trials or len(design.model_pairs(manifest["models"]))
+  num_trials = trials or design.default_trials(manifest)
   if num_trials < 1:
     raise ValueError(f"trials must be >= 1, got {num_trials}")
   if not admin_token or len(admin_token) < 16:
@@ -423,6 +425,7 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
       abort(404)
     if request.method == "GET":  # a HEAD serves no audio
       record_served(stem)
+    stimuli_lib.render_stimulus(manifest, stimuli_dir, stem)  # if on demand
     # No ETag (it would carry the file's mtime); Last-Modified is the same
     # for every clip (prepare sets one mtime), Range requests still work.
     # Private: a shared cache must not answer for the server, whose record
@@ -456,8 +459,11 @@ def create_app(study_dir: str, db_url: Optional[str] = None,
     for left, right, n in pair_counts:
       key = tuple(sorted((left, right)))
       by_pair[key] = by_pair.get(key, 0) + n
+    pairs = design.model_pairs(manifest["models"])
+    if manifest["design"] == "preferences":  # clips of one model paired too
+      pairs += [(m, m) for m in manifest["models"]]
     pair_rows = [(a, b, by_pair.get(tuple(sorted((a, b))), 0))
-                 for a, b in design.model_pairs(manifest["models"])]
+                 for a, b in pairs]
     return render_template("admin.html", people=people, pair_rows=pair_rows,
                            num_ratings=num_ratings)
 

@@ -13,6 +13,13 @@ consecutive participants (P = number of pairs) every pair is used exactly
 `trials` times, so every pair is compared equally often without a lock.  The
 order of trials, left/right and the clip of each model are random.
 
+Preference-collection design (the stimuli manifest's "design" is
+"preferences"): each participant rates `trials` (default PREFERENCE_TRIALS)
+pairs of two different clips drawn uniformly at random from the whole pool,
+whatever their models, no clip twice for one participant while the pool
+allows, plus the attention check.  Pairs of one model's clips are kept: they
+teach a reward model what differs within a model.
+
 Listening rule.  A pair may be rated only once the server has served both of
 its clips to the participant for that trial, and no sooner after the server
 first showed the pair than both clips take to play one after the other at
@@ -40,6 +47,7 @@ SCALE_MIN, SCALE_MAX, SCALE_MID = 1, 7, 4
 ATTENTION_VALUES = (1, 7)
 LABELS = dict(SCALE)
 MAX_PLAYBACK_SPEED = 1.0
+PREFERENCE_TRIALS = 20
 
 
 def check_playback_speed(speed: float) -> float:
@@ -76,11 +84,50 @@ def pairs_for(participant_seq: int, models: Iterable[str], trials: int
   return [pairs[(start + j) % len(pairs)] for j in range(trials)]
 
 
+def default_trials(manifest: Mapping[str, Any]) -> int:
+  """Pairs per participant unless the server is told: every model pair once
+  (the paper's design), PREFERENCE_TRIALS in a preference study."""
+  if manifest.get("design") == "preferences":
+    return PREFERENCE_TRIALS
+  return len(model_pairs(manifest["models"]))
+
+
+def _pool_pairs(manifest, trials, rng):
+  """`trials` + 1 pairs of two different clips drawn at random from the
+  pool, no clip twice while the pool lasts (the +1: the attention check)."""
+  ids = sorted(manifest["stimuli"])
+  if len(ids) < 2:
+    raise ValueError("a preference study needs at least two clips")
+  order = []
+  pairs = []
+  for _ in range(trials + 1):
+    if len(order) < 2:
+      order = ids[:]
+      rng.shuffle(order)
+    pairs.append((order.pop(), order.pop()))
+  return pairs
+
+
 def build_trials(participant_seq: int, manifest: Mapping[str, Any],
                  trials: int, rng: Optional[random.Random] = None
                  ) -> List[Dict[str, Any]]:
   """-> list of trial dicts (position order) incl. one attention check."""
   rng = rng or random.SystemRandom()
+  if manifest.get("design") == "preferences":
+    clips = manifest["stimuli"]
+    pairs = _pool_pairs(manifest, trials, rng)
+    out = [dict(kind="pair", left_model=clips[left]["model"],
+                right_model=clips[right]["model"], left_stimulus=left,
+                right_stimulus=right, expected_value=None,
+                audio_ms=clips_ms(manifest, left, right))
+           for left, right in pairs[:-1]]
+    left, right = pairs[-1]
+    attention = dict(kind="attention", left_model=clips[left]["model"],
+                     right_model=clips[right]["model"], left_stimulus=left,
+                     right_stimulus=right,
+                     expected_value=rng.choice(ATTENTION_VALUES),
+                     audio_ms=clips_ms(manifest, left, right))
+    return _with_attention(out, attention, rng)
   models = manifest["models"]
   by_model = {m: [] for m in models}
   for stimulus_id, info in manifest["stimuli"].items():
@@ -110,7 +157,12 @@ def build_trials(participant_seq: int, manifest: Mapping[str, Any],
                    left_stimulus=left, right_stimulus=right,
                    expected_value=rng.choice(ATTENTION_VALUES),
                    audio_ms=clips_ms(manifest, left, right))
-  # never first (instructions fresh) and never last when there is a choice
+  return _with_attention(out, attention, rng)
+
+
+def _with_attention(out, attention, rng):
+  """Inserts the attention check never first (instructions fresh) and never
+  last when there is a choice."""
   position = rng.randint(1, max(1, len(out) - 1)) if len(out) > 1 else len(out)
   out.insert(position, attention)
   return out

@@ -23,6 +23,7 @@ from data_pipeline import console
 import listening_study
 from listening_study import db
 from listening_study import design
+from listening_study import prepare_stimuli
 from listening_study import stimuli
 
 FLAGS = flags.FLAGS
@@ -39,12 +40,14 @@ def define_flags() -> None:
   flags.DEFINE_integer("port", 8000, "Port to bind (0 = any free port).")
   flags.DEFINE_integer("workers", 2, "gunicorn worker processes.")
   flags.DEFINE_integer("threads", 8, "Threads per worker.")
-  flags.DEFINE_integer("trials", None, "Model pairs per participant (plus one "
-                       "attention check); default: every pair once.")
+  flags.DEFINE_integer("trials", None, "Pairs per participant (plus one "
+                       "attention check); default: every model pair once "
+                       f"(--design=preferences: {design.PREFERENCE_TRIALS}).")
   flags.DEFINE_integer("per_model", 12, "Stimuli per model when rendering.")
   flags.DEFINE_integer("seed", 0, "Seed of the choice of stimuli.")
   flags.DEFINE_list("models", None, "Models (default: the paper's four).")
   flags.DEFINE_string("admin_token", None, "Admin token (>= 16 characters).")
+  prepare_stimuli.define_design_flags()
   flags.DEFINE_float("max_playback_speed", design.MAX_PLAYBACK_SPEED,
                      "Fastest speed at which a participant may have played "
                      "the clips: a rating is refused sooner after its pair "
@@ -131,9 +134,10 @@ def main(argv: List[str]) -> None:
     if not os.path.isfile(manifest_path):
       if FLAGS.run_dir is None:
         sys.exit(f"no stimuli in {study!r}; pass --run_dir to render them")
-      from listening_study import prepare_stimuli  # pylint: disable=g-import-not-at-top
       prepare_stimuli.prepare_if_missing(FLAGS.run_dir, study, FLAGS.per_model,
-                                         FLAGS.seed, FLAGS.models)
+                                         FLAGS.seed, FLAGS.models,
+                                         design=FLAGS.design,
+                                         render_mode=FLAGS.render)
     stimuli.load_manifest(listening_study.stimuli_dir(study))
   except stimuli.StimuliError as e:
     sys.exit(f"error: {e}")

@@ -1,9 +1,10 @@
 r"""Simulated participants, for tests, the load benchmark and demonstrations.
 
-A simulated listener has a planted taste: a quality per model, read from the
-study's private manifest (a real participant never sees it).  For a pair it
-answers 4 + round(scale * (q_right - q_left) + noise), clipped to 1..7, and
-it answers attention checks as instructed (unless told to fail them).
+A simulated listener has a planted taste (Taste): a quality per model
+(--quality), or a utility of the melody itself (--utility=register: higher
+melodies preferred; density: more notes; none: the control, no preference),
+and rates a pair by rl_tuner_tf.preferences' rating model with logistic noise.
+It answers attention checks as instructed (unless told to fail them).
 
 Two ways to take the study:
   * HttpParticipant: plain HTTP (http.client), as the page and its browser
@@ -22,6 +23,8 @@ their ratings as too soon: that is the listening rule of design.py.
   python -m listening_study.simulate --url=http://127.0.0.1:8000/ \
       --study_dir=runs/paper/listening_study --participants=12 --browser \
       --quality=note_rnn:0,q:1.5,psi:1.5,g:0.8
+  python -m listening_study.simulate --url=... --study_dir=... \
+      --participants=100 --threads=8 --utility=register --scale=0.5
 """
 from __future__ import annotations
 
@@ -39,8 +42,9 @@ from typing import (TYPE_CHECKING, Any, Dict, List, Mapping, Optional,
 
 import numpy as np
 
-from listening_study import design
 from data_pipeline import console
+from listening_study import design
+from rl_tuner_tf import preferences
 
 if TYPE_CHECKING:
   from selenium import webdriver
@@ -57,12 +61,39 @@ _CODE_RE = re.compile(r'id="completion-code">([^<]+)<')
 
 
 class Taste:
-  """A listener with planted model qualities (see module docstring)."""
+  """A simulated listener with a planted taste: a utility u per clip, read
+  from the study's private manifest (a real participant never sees it),
+  either a quality per model (`quality`) or a function of the melody's
+  tokens (`utility`, e.g. rl_tuner_tf.preferences.register_utility), and
+  the rating model of rl_tuner_tf.preferences.simulate_ratings with A the
+  left clip:
 
-  def __init__(self, manifest, quality, noise=1.0, scale=1.0, seed=None,
-               fail_attention=False):
-    self.model_of = {i: s["model"] for i, s in manifest["stimuli"].items()}
-    self.quality = dict(quality)
+      z = scale * (u(left) - u(right)) + e,   e ~ Logistic(0, noise)
+      rating = 4 - sign(z) * #{t in (0.5, 1.5, 2.5) : |z| >= t}
+
+  so preferences.best_possible_accuracy says how well any reward model can
+  do on its ratings.  Attention checks are answered as instructed (unless
+  fail_attention).
+  """
+
+  def __init__(self, manifest: Mapping[str, Any],
+               quality: Optional[Mapping[str, float]] = None,
+               noise: float = 1.0, scale: float = 1.0,
+               seed: Optional[int] = None, fail_attention: bool = False,
+               utility: Optional[preferences.Utility] = None):
+    if (quality is None) == (utility is None):
+      raise ValueError("give a taste: a quality per model or a utility of "
+                       "the tokens (one of them)")
+    clips = manifest["stimuli"]
+    if utility is not None:
+      ids = list(clips)
+      values = utility(np.array([clips[i]["tokens"] for i in ids]))
+      self.utility_of = dict(zip(ids, np.asarray(values, np.float64)))
+    else:
+      self.utility_of = {i: float(quality.get(c["model"], 0.0))
+                         for i, c in clips.items()}
+    if not scale >= 0 or not noise >= 0:
+      raise ValueError(f"scale and noise must be >= 0, got {scale}, {noise}")
     self.noise, self.scale = noise, scale
     self.fail_attention = fail_attention
     self.rng = np.random.default_rng(seed)
@@ -73,11 +104,8 @@ class Taste:
       if self.fail_attention:
         return design.SCALE_MAX + design.SCALE_MIN - attention_value
       return attention_value
-    diff = (self.quality.get(self.model_of[right_id], 0.0) -
-            self.quality.get(self.model_of[left_id], 0.0))
-    value = design.SCALE_MID + int(np.round(self.scale * diff +
-                                            self.rng.normal(0, self.noise)))
-    return int(np.clip(value, design.SCALE_MIN, design.SCALE_MAX))
+    d = self.scale * (self.utility_of[left_id] - self.utility_of[right_id])
+    return int(preferences.rate(d, self.noise, self.rng))
 
 
 def parse_quality(text: str) -> Dict[str, float]:
@@ -294,9 +322,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   parser.add_argument("--url", required=True)
   parser.add_argument("--study_dir", required=True)
   parser.add_argument("--participants", type=int, default=12)
-  parser.add_argument("--quality", default="note_rnn:0,q:1.5,psi:1.5,g:0.8")
-  parser.add_argument("--noise", type=float, default=1.0)
+  parser.add_argument("--quality", default=None,
+                      help="a quality per model, e.g. note_rnn:0,q:1.5 "
+                      "(default note_rnn:0,q:1.5,psi:1.5,g:0.8 unless "
+                      "--utility)")
+  parser.add_argument("--utility", choices=sorted(preferences.UTILITIES),
+                      default=None, help="a taste for the melody itself: "
+                      "register (higher preferred), density (more notes), "
+                      "none (the control: no preference)")
+  parser.add_argument("--scale", type=float, default=1.0,
+                      help="z = scale * (u(left) - u(right)) + noise")
+  parser.add_argument("--noise", type=float, default=1.0,
+                      help="the logistic noise's scale")
   parser.add_argument("--browser", action="store_true")
+  parser.add_argument("--threads", type=int, default=1,
+                      help="participants taking part at once (HTTP)")
   parser.add_argument("--playback_speed", type=float,
                       default=BROWSER_PLAYBACK_SPEED,
                       help="how much faster than real time the simulated "
@@ -306,25 +346,49 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
   console.add_verbose_argument(parser)
   args = parser.parse_args(argv)
   manifest = stimuli.load_manifest(listening_study.stimuli_dir(args.study_dir))
-  quality = parse_quality(args.quality)
-  driver = make_chromium_driver() if args.browser else None
-  try:
-    for k in range(args.participants):
-      taste = Taste(manifest, quality, noise=args.noise, seed=args.seed + k)
-      if driver is not None:
+  if args.utility is not None and args.quality is not None:
+    parser.error("give --quality or --utility, not both")
+  if args.threads < 1 or (args.browser and args.threads != 1):
+    parser.error("--threads must be >= 1 (1 with --browser)")
+  taste = dict(utility=preferences.UTILITIES[args.utility]) if args.utility \
+      else dict(quality=parse_quality(args.quality or
+                                      "note_rnn:0,q:1.5,psi:1.5,g:0.8"))
+
+  def make_taste(k):
+    return Taste(manifest, noise=args.noise, scale=args.scale,
+                 seed=args.seed + k, **taste)
+
+  if args.browser:
+    driver = make_chromium_driver()
+    try:
+      for k in range(args.participants):
         driver.delete_all_cookies()
         code, ratings = take_study_in_browser(
-            driver, args.url, taste, external_id=f"sim{k}",
+            driver, args.url, make_taste(k), external_id=f"sim{k}",
             playback_speed=args.playback_speed)
-      else:
-        participant = HttpParticipant(args.url, taste,
-                                      playback_speed=args.playback_speed)
-        code = participant.run(external_id=f"sim{k}")
-        ratings = participant.ratings
-      print(f"participant {k}: {len(ratings)} ratings, code {code}", flush=True)
-  finally:
-    if driver is not None:
+        print(f"participant {k}: {len(ratings)} ratings, code {code}",
+              flush=True)
+    finally:
       driver.quit()
+    return
+  codes = take_part([HttpParticipant(args.url, make_taste(k),
+                                     playback_speed=args.playback_speed)
+                     for k in range(args.participants)],
+                    threads=args.threads, prefix="sim")
+  for k, code in enumerate(codes):
+    print(f"participant {k}: code {code}", flush=True)
+
+
+def take_part(participants: Sequence[HttpParticipant], threads: int = 1,
+              prefix: str = "sim") -> List[str]:
+  """Runs each participant's whole study (external id prefix + its index),
+  `threads` at a time; -> their completion codes in order.  The first
+  failure is raised once the others are done."""
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
+  with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+    futures = [pool.submit(p.run, external_id=f"{prefix}{k}")
+               for k, p in enumerate(participants)]
+  return [f.result() for f in futures]
 
 
 if __name__ == "__main__":

@@ -327,10 +327,29 @@ def density_utility(tokens: ArrayLike) -> np.ndarray:
   return (x >= encoding.NUM_SPECIAL_EVENTS).mean(-1)
 
 
+def no_utility(tokens: ArrayLike) -> np.ndarray:
+  """The control taste: u = 0 for every melody (ratings are noise)."""
+  return np.zeros(np.shape(tokens)[:-1])
+
+
+# Planted tastes by name (listening_study.simulate --utility).
+UTILITIES: Dict[str, Utility] = {"register": register_utility,
+                                 "density": density_utility,
+                                 "none": no_utility}
+
+
 def _rating_of(z):
   """4 - sign(z) * #{t in THRESHOLDS : |z| >= t}."""
   reached = sum((np.abs(z) >= t).astype(np.int64) for t in THRESHOLDS)
   return (SCALE_MID - np.sign(z).astype(np.int64) * reached).astype(np.int64)
+
+
+def rate(d: ArrayLike, noise: float, rng: np.random.Generator) -> np.ndarray:
+  """Ratings 1..7 given d = scale * (u(a) - u(b)): z = d + e with
+  e ~ Logistic(0, noise) drawn from rng, cut at THRESHOLDS."""
+  d = np.asarray(d, np.float64)
+  u = rng.uniform(1e-12, 1 - 1e-12, np.shape(d))
+  return _rating_of(d + noise * np.log(u / (1 - u)))  # the logistic's inverse CDF
 
 
 def simulate_ratings(tokens_a: ArrayLike, tokens_b: ArrayLike,
@@ -346,9 +365,7 @@ def simulate_ratings(tokens_a: ArrayLike, tokens_b: ArrayLike,
   if not scale >= 0 or not noise >= 0:
     raise ValueError(f"scale and noise must be >= 0, got {scale}, {noise}")
   d = scale * (utility(tokens_a) - utility(tokens_b))
-  u = np.random.default_rng(seed).uniform(1e-12, 1 - 1e-12, np.shape(d))
-  z = d + noise * np.log(u / (1 - u))  # inverse CDF of the logistic
-  return _rating_of(z)
+  return rate(d, noise, np.random.default_rng(seed))
 
 
 def _logistic_cdf(x, noise):
