@@ -33,18 +33,39 @@ class UnreadableCheckpointError(CheckpointMismatchError):
   """A Note RNN checkpoint folder whose files are missing or damaged."""
 
 
+def lstm_stack(layer_sizes: Sequence[int]) -> List[tf.keras.layers.LSTM]:
+  """The Note RNN's LSTM layers (lstm_0, lstm_1, ...: sequences and final
+  states out), for every model that reads melodies as it does."""
+  sizes = tuple(int(s) for s in layer_sizes)
+  if not sizes or min(sizes) <= 0:
+    raise ValueError(f"layer_sizes must be positive integers, got {layer_sizes}")
+  return [tf.keras.layers.LSTM(units, return_sequences=True,
+                               return_state=True, name=f"lstm_{i}")
+          for i, units in enumerate(sizes)]
+
+
+def run_lstm_stack(layers: Sequence[tf.keras.layers.LSTM], tokens: tf.Tensor,
+                   initial_state: Optional[Sequence[tf.Tensor]] = None,
+                   training: bool = False
+                   ) -> Tuple[tf.Tensor, Tuple[tf.Tensor, ...]]:
+  """tokens [B, T] int -> (top layer's outputs [B, T, units], final state
+  (h_0, c_0, h_1, c_1, ...)), the tokens read as one-hot classes."""
+  x = tf.one_hot(tf.cast(tokens, tf.int32), NUM_CLASSES)
+  final = []
+  for i, lstm in enumerate(layers):
+    init = None if initial_state is None else list(initial_state[2 * i:2 * i + 2])
+    x, h, c = lstm(x, initial_state=init, training=training)
+    final.extend([h, c])
+  return x, tuple(final)
+
+
 class NoteRNN(tf.keras.Model):
   """LSTM stack + linear read-out to 38 logits."""
 
   def __init__(self, layer_sizes=DEFAULT_LAYER_SIZES, name="note_rnn"):
     super().__init__(name=name)
     self.layer_sizes = tuple(int(s) for s in layer_sizes)
-    if not self.layer_sizes or min(self.layer_sizes) <= 0:
-      raise ValueError(f"layer_sizes must be positive integers, got {layer_sizes}")
-    self.lstm_layers = [
-        tf.keras.layers.LSTM(units, return_sequences=True, return_state=True,
-                             name=f"lstm_{i}")
-        for i, units in enumerate(self.layer_sizes)]
+    self.lstm_layers = lstm_stack(self.layer_sizes)
     self.logits_layer = tf.keras.layers.Dense(NUM_CLASSES, name="logits")
     # Build all weights now, so checkpoints restore eagerly and step() works
     # before any call().
@@ -76,13 +97,7 @@ class NoteRNN(tf.keras.Model):
                ) -> Tuple[tf.Tensor, Tuple[tf.Tensor, ...]]:
     """tokens [B, T] int -> (top LSTM outputs [B, T, units], final state):
     what the logits read (a value head reads them too)."""
-    x = tf.one_hot(tf.cast(tokens, tf.int32), NUM_CLASSES)
-    final = []
-    for i, lstm in enumerate(self.lstm_layers):
-      init = None if initial_state is None else list(initial_state[2 * i:2 * i + 2])
-      x, h, c = lstm(x, initial_state=init, training=training)
-      final.extend([h, c])
-    return x, tuple(final)
+    return run_lstm_stack(self.lstm_layers, tokens, initial_state, training)
 
   # -- single step -------------------------------------------------------------
   def step(self, tokens: tf.Tensor, state: Sequence[tf.Tensor]

@@ -80,13 +80,7 @@ class RewardModel(tf.keras.Model):
                name: str = "reward_model"):
     super().__init__(name=name)
     self.layer_sizes = tuple(int(s) for s in layer_sizes)
-    if not self.layer_sizes or min(self.layer_sizes) <= 0:
-      raise ValueError(f"layer_sizes must be positive integers, got "
-                       f"{layer_sizes}")
-    self.lstm_layers = [
-        tf.keras.layers.LSTM(units, return_sequences=True, return_state=True,
-                             name=f"lstm_{i}")
-        for i, units in enumerate(self.layer_sizes)]
+    self.lstm_layers = note_rnn.lstm_stack(self.layer_sizes)
     self.head = tf.keras.layers.Dense(1, kernel_initializer="zeros",
                                       name="head")
     self(tf.zeros([1, 1], tf.int32))  # build every weight now
@@ -104,11 +98,9 @@ class RewardModel(tf.keras.Model):
 
   def features(self, tokens: tf.Tensor, training: bool = False) -> tf.Tensor:
     """tokens [B, T] -> h_T [B, units of the top layer]."""
-    x = tf.one_hot(tf.cast(tokens, tf.int32), NUM_CLASSES)
-    h = None
-    for lstm in self.lstm_layers:
-      x, h, _ = lstm(x, training=training)
-    return h
+    _, final = note_rnn.run_lstm_stack(self.lstm_layers, tokens,
+                                       training=training)
+    return final[-2]  # the top layer's h
 
   def call(self, tokens: tf.Tensor, training: bool = False) -> tf.Tensor:
     """tokens [B, T] -> reward [B] = w . h_T + b."""

@@ -19,13 +19,38 @@ holds no files, so locks, checkpoints and atomic outputs stay where they are
 """
 import contextlib
 import datetime
+import math
 import signal
-from typing import Any, Callable, Dict, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 
 class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or infinite; the checkpoints written before
   are kept, nothing later is."""
+
+
+class PendingLosses:
+  """A job's per-step loss tensors since its last check: kept as tensors
+  so that no step waits for its loss, read at a check (a log line, a
+  checkpoint, the end).  ``mean(failure)`` is their mean, or raises
+  NonFiniteLossError with ``failure(mean)`` when it is NaN or infinite."""
+
+  def __init__(self) -> None:
+    self._losses: List[Any] = []
+
+  def add(self, loss: Any) -> None:
+    self._losses.append(loss)
+
+  def mean(self, failure: Callable[[float], str]) -> Optional[float]:
+    """None when no step ran since the last check."""
+    if not self._losses:
+      return None
+    values = [float(loss) for loss in self._losses]
+    self._losses.clear()
+    mean = sum(values) / len(values)
+    if not math.isfinite(mean):
+      raise NonFiniteLossError(failure(mean))
+    return mean
 
 
 def format_seconds(seconds: float) -> str:

@@ -38,7 +38,6 @@ up to float reduction order.  Validation runs on the first device.
 import dataclasses
 import datetime
 import json
-import math
 import os
 import shlex
 import shutil
@@ -510,7 +509,7 @@ class _TrainingJob:
                     "eval": config.eval_every}
     self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "tb"))
     self.latest_export = os.path.join(run_dir, "latest_export")
-    self.pending = []  # per-step loss tensors since the last check
+    self.pending = runner.PendingLosses()
 
   def restore(self) -> int:
     trainer, config = self.trainer, self.config
@@ -535,7 +534,7 @@ class _TrainingJob:
     a stop request."""
     while self.step < stop:
       tokens, lengths = next(self.train_iter)
-      self.pending.append(self.trainer._train_step(tokens, lengths))  # pylint: disable=protected-access
+      self.pending.add(self.trainer._train_step(tokens, lengths))  # pylint: disable=protected-access
       self.step += 1
       if should_stop():
         break
@@ -594,17 +593,11 @@ class _TrainingJob:
                                   self.t_session)
 
   def _check_losses(self):
-    if not self.pending:
-      return None
-    mean = float(tf.reduce_mean(tf.stack(self.pending)))
-    self.pending.clear()
-    if not math.isfinite(mean):
-      raise NonFiniteLossError(
-          f"Training loss became {mean} before step {self.step} (learning "
-          f"rate {float(self.trainer.schedule(self.step - 1)):.3g}). Stopped;"
-          f" nothing exported. Checkpoints before the failure: "
-          f"{self.run_dir}/ckpt. Lower --learning_rate or --clip_norm.")
-    return mean
+    return self.pending.mean(lambda mean: (
+        f"Training loss became {mean} before step {self.step} (learning "
+        f"rate {float(self.trainer.schedule(self.step - 1)):.3g}). Stopped;"
+        f" nothing exported. Checkpoints before the failure: "
+        f"{self.run_dir}/ckpt. Lower --learning_rate or --clip_norm."))
 
   def _log_progress(self, step):
     loss = self._check_losses()

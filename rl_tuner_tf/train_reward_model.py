@@ -26,7 +26,6 @@ In --output_dir:
 """
 import dataclasses
 import json
-import math
 import os
 import shlex
 import sys
@@ -229,7 +228,7 @@ class _RewardModelJob:
     pair = tf.TensorSpec([None, None], tf.int32)
     self._train_step = tf.function(self._step, input_signature=[
         pair, pair, tf.TensorSpec([None], tf.float32)])
-    self.pending = []  # per-step loss tensors since the last check
+    self.pending = runner.PendingLosses()
 
   def _step(self, tokens_a, tokens_b, targets):
     """One Adam update on a batch; returns its Bradley-Terry loss."""
@@ -273,7 +272,7 @@ class _RewardModelJob:
   def advance(self, stop: int, should_stop: Callable[[], bool]) -> int:
     """Steps one by one until ``stop`` or a stop request."""
     while self.step < stop:
-      self.pending.append(self._train_step(*self.batch(self.step)))
+      self.pending.add(self._train_step(*self.batch(self.step)))
       self.step += 1
       if should_stop():
         break
@@ -321,17 +320,11 @@ class _RewardModelJob:
     return metrics
 
   def _check_losses(self):
-    if not self.pending:
-      return None
-    mean = float(tf.reduce_mean(tf.stack(self.pending)))
-    self.pending.clear()
-    if not math.isfinite(mean):
-      raise NonFiniteLossError(
-          f"the reward model's loss became {mean} before step {self.step}; "
-          "stopping. The last good checkpoint is kept: "
-          f"{self.manager.latest_checkpoint or 'none was written yet'}. "
-          "Lower --learning_rate.")
-    return mean
+    return self.pending.mean(lambda mean: (
+        f"the reward model's loss became {mean} before step {self.step}; "
+        "stopping. The last good checkpoint is kept: "
+        f"{self.manager.latest_checkpoint or 'none was written yet'}. "
+        "Lower --learning_rate."))
 
   def _log_progress(self, step):
     loss = self._check_losses()

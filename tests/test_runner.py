@@ -87,3 +87,16 @@ def test_format_seconds():
   assert runner.format_seconds(65.9) == "0:01:05"
   assert runner.format_seconds(-3) == "0:00:00"
   assert runner.format_seconds(43200) == "12:00:00"
+
+
+def test_pending_losses_are_read_at_a_check_and_refuse_non_finite_ones():
+  pending = runner.PendingLosses()
+  assert pending.mean(str) is None
+  for loss in (1.0, 2.0, 6.0):
+    pending.add(loss)
+  assert pending.mean(str) == 3.0
+  assert pending.mean(str) is None  # read once
+  pending.add(1.0)
+  pending.add(float("nan"))
+  with pytest.raises(runner.NonFiniteLossError, match="loss was nan here"):
+    pending.mean(lambda mean: f"loss was {mean} here")
