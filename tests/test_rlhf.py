@@ -12,10 +12,12 @@ import tensorflow as tf
 from rl_tuner_tf import melody_environment
 from rl_tuner_tf import note_rnn
 from rl_tuner_tf import preferences
+from rl_tuner_tf import reward_model
 from rl_tuner_tf import train_reward_model
 from rl_tuner_tf import tuning
 from rl_tuner_tf import tuning_job
 from rl_tuner_tf.evaluation import generate
+from rl_tuner_tf.evaluation import pipeline
 
 NOTES = 8
 
@@ -141,6 +143,22 @@ def test_tune_with_a_trained_reward_model(random_checkpoint, tmp_path):
   assert recorded["reward"] == "r_mt+rm"
   assert recorded["reward_model_dir"] == model_dir
   assert recorded["reward_model_weight"] == 2.0
+  # The evaluation scores every model's melodies with the reward model the
+  # run was trained with: r_RM beside Table 1.
+  results, out, _ = pipeline.run(pipeline.EvaluationConfig(
+      run_dir=str(tmp_path / "run"), note_rnn_checkpoint=random_checkpoint,
+      num_melodies=300, batch_size=100, num_samples=0, beyond_rules=False),
+      log=lambda _: None)
+  scorer = reward_model.load(model_dir)
+  for name in ("note_rnn", "ppo"):
+    melodies = np.load(os.path.join(out, name, "melodies.npy"))
+    with open(os.path.join(out, name, "table1.json")) as f:
+      r_rm = json.load(f)["r_rm"]
+    assert r_rm["mean"] == pytest.approx(float(np.mean(scorer(melodies))),
+                                         abs=1e-5)
+    assert 0 < r_rm["ci95"] < 10 and r_rm["reward_model"] == model_dir
+  with open(os.path.join(out, "table1.md")) as f:
+    assert "Mean r_RM, the reward model's score" in f.read()
   missing = tuning.TuningConfig.of(reward="rm",
                                    reward_model_dir=str(tmp_path / "none"))
   with pytest.raises(tuning.ConfigError, match="--reward_model_dir"):

@@ -100,6 +100,11 @@ class EvaluationConfig(configuration.Values):
       None, "Corpus (TFRecords) whose validation melodies are the real "
       "reference (default: the one the Note RNN's provenance names, else the"
       " embedded corpus, built when missing).")
+  reward_model_dir: Optional[str] = configuration.setting(
+      None, "A reward model (the model/ folder train_reward_model writes): "
+      "every model's melodies also get its mean score r_RM with a 95 % CI "
+      "(table1.json r_rm, a Table 1 row). Default: the reward model the "
+      "tuned models were trained with, when they name one and the same.")
   force: bool = configuration.setting(
       False, "Sample and score every model again, even those whose results "
       "in the output directory were computed from the same model files, "
@@ -265,7 +270,8 @@ def evaluate_models(
     log: Callable[[str], Any] = print,
     objective_c: Optional[Union[float, Sequence[float]]] = None,
     fingerprints: Optional[Sequence[Optional[str]]] = None,
-    reuse: bool = True) -> Dict[str, Dict[str, Any]]:
+    reuse: bool = True, reward_model_dir: Optional[str] = None
+) -> Dict[str, Dict[str, Any]]:
   """Generates, scores and writes each model; returns {name: stats}.
 
   token_reading: how the rules read tokens 0/1 for every model; None: each
@@ -276,6 +282,8 @@ def evaluate_models(
   each model's results record their evaluation_key (its fingerprint, the
   settings, the statistics code), and with ``reuse`` a model whose saved
   results carry the same key is not sampled again.
+  reward_model_dir: a saved reward model; each model's stats get ``r_rm``,
+  its mean score of the model's melodies with a 95 % CI half-width.
   """
   if token_reading is not None:
     reading_lib.check_reading(token_reading)
@@ -285,6 +293,10 @@ def evaluate_models(
   if fingerprints is None:
     fingerprints = [None] * len(models)
   code = statistics_code_fingerprint() if any(fingerprints) else None
+  scorer = None
+  if reward_model_dir:
+    from rl_tuner_tf import reward_model  # pylint: disable=g-import-not-at-top
+    scorer = reward_model.load(reward_model_dir)
   results = {}
   for (name, kind, q_network, reward_rnn, settings), c, fingerprint in zip(
       models, objective_c, fingerprints):
@@ -299,6 +311,8 @@ def evaluate_models(
              "prime_all_classes": bool(prime_all_classes),
              "token_reading": reading, "objective_c": float(c),
              "num_samples": int(num_samples)}
+      if scorer is not None:  # r_RM's model counts by its files
+        key["reward_model"] = model_fingerprint(reward_model_dir)
       saved = _reusable(model_dir, key, num_samples) if reuse else None
       if saved is not None:
         log(f"{name}: results reused from {model_dir} (same model files, "
@@ -316,6 +330,14 @@ def evaluate_models(
     stats = table1.compute_table1(tokens, log_p, token_reading=reading)
     stats["kl_objective"] = objective.kl_objective(tokens, log_p, log_pi, c,
                                                    token_reading=reading)
+    if scorer is not None:
+      from rl_tuner_tf import reward_model  # pylint: disable=g-import-not-at-top
+      r_rm = reward_model.score_in_batches(scorer, tokens, batch_size=4096)
+      stats["r_rm"] = dict(
+          mean=float(r_rm.mean()),
+          ci95=float(1.96 * r_rm.std(ddof=1) / np.sqrt(len(r_rm)))
+          if len(r_rm) > 1 else float("nan"),
+          reward_model=os.path.abspath(reward_model_dir))
     scored = time.time()
     stats.update({"model": name, "kind": kind, "seed": seed,
                   "run_settings": {k: settings[k] for k in seeds.RUN_KEYS
@@ -440,6 +462,14 @@ def _realism_points(results, measured):
   return [(e["kind"], e["label"], e["r_mt"], e["metrics"]) for e in entries]
 
 
+def trained_reward_model(models: Sequence[LoadedModel]) -> Optional[str]:
+  """The reward model the tuned models were trained with (their runs'
+  reward_model_dir), when they name one and the same; else None."""
+  named = {settings.get("reward_model_dir") for _, _, _, _, settings in models
+           if settings.get("reward_model_dir")}
+  return named.pop() if len(named) == 1 else None
+
+
 def run(config: EvaluationConfig, log: Callable[[str], Any] = print
         ) -> Tuple[Dict[str, Dict[str, Any]], str, str]:
   """The whole job -> (results {model: stats}, output_dir, report path).
@@ -470,6 +500,7 @@ def run(config: EvaluationConfig, log: Callable[[str], Any] = print
   fingerprints = [model_fingerprint(d) for d in
                   ([note_rnn_checkpoint] if note_rnn_checkpoint else []) +
                   tuned]
+  reward_model_dir = config.reward_model_dir or trained_reward_model(models)
   with run_lock.hold(output_dir, log=log):  # one evaluation per output_dir
     results = evaluate_models(
         models, output_dir, num_melodies=config.num_melodies,
@@ -479,7 +510,8 @@ def run(config: EvaluationConfig, log: Callable[[str], Any] = print
         token_reading=config.token_reading, log=log,
         objective_c=objective_cs(note_rnn_checkpoint, tuned,
                                  config.objective_c),
-        fingerprints=fingerprints, reuse=not config.force)
+        fingerprints=fingerprints, reuse=not config.force,
+        reward_model_dir=reward_model_dir)
     if config.beyond_rules:
       reference_dir = (config.reference_tfrecord_dir or
                        reference_lib.default_tfrecord_dir(note_rnn_checkpoint,

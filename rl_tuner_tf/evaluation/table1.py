@@ -49,6 +49,11 @@ ROWS = (
     ("mean_r_mt", "Mean r_MT per note", "float"),
     ("kl_objective", "KL-regularised objective (95 % CI)", "objective"),
 )
+# Rows shown only when a model has the statistic: r_RM, a reward model's
+# mean score of the melodies (evaluation with a reward model).
+OPTIONAL_ROWS = (
+    ("r_rm", "Mean r_RM, the reward model's score (95 % CI)", "mean_ci"),
+)
 
 # The paper's Table 1 (reference section 7), as fractions.
 PAPER_TABLE1 = {
@@ -193,6 +198,8 @@ def _cell(value, style):
     return objective.format_objective(value) if isinstance(value, dict) else "n/a"
   if value is None or (isinstance(value, float) and math.isnan(value)):
     return "n/a"
+  if style == "mean_ci":
+    return f"{value['mean']:.2f} ± {value['ci95']:.2f}"
   if style == "percent":
     return f"{100.0 * value:.3g} %" if value < 0.01 else f"{100.0 * value:.1f} %"
   return f"{value:.2f}" if style == "float" else str(value)
@@ -228,7 +235,10 @@ def table_cells(results: Mapping[str, Mapping[str, Any]]
     if model in PAPER_TABLE1:
       header.append(f"{model} (paper)")
   rows = []
-  for key, label, style in ROWS:
+  optional = [row for row in OPTIONAL_ROWS
+              if any(stats.get(row[0]) is not None
+                     for stats in results.values())]
+  for key, label, style in ROWS + tuple(optional):
     cells = [label]
     for model, stats in results.items():
       cells.append(_cell(stats.get(key), style))
