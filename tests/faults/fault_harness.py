@@ -302,6 +302,42 @@ class Faults:
             f"--model_base_path={model_base_path}",
             f"--export_tfagents_policy={str(tfagents_policy).lower()}"]
 
+  def reward_model_command(self, output_dir):
+    return [PY, "-m", "rl_tuner_tf.train_reward_model",
+            f"--preferences={self.preference_file()}",
+            f"--note_rnn_checkpoint={self.note_rnn_dir()}",
+            f"--output_dir={output_dir}", "--num_steps=60",
+            "--batch_size=16", "--checkpoint_every=10", "--log_every=10"]
+
+  def dpo_command(self, output_dir):
+    """DPO on the preference file: 40 steps of 16 pairs of 32 notes."""
+    return [PY, "-m", "rl_tuner_tf.train", "--algorithm=dpo",
+            f"--dpo_preferences={self.preference_file()}",
+            "--dpo_batch_size=16", f"--num_notes={40 * 2 * 16 * 32}",
+            f"--note_rnn_checkpoint={self.note_rnn_dir()}",
+            f"--output_dir={output_dir}",
+            f"--checkpoint_every_notes={8 * 2 * 16 * 32}",
+            f"--log_every_notes={8 * 2 * 16 * 32}",
+            f"--figure2_every_notes={20 * 2 * 16 * 32}",
+            "--figure2_melodies=10", "--report=false", "--seed=3",
+            "--keep_checkpoints"]
+
+  def rlhf_command(self, output_dir):
+    """RLOO on r_MT + the reference reward model's r_RM: 16 iterations of
+    10 compositions of 32 notes."""
+    return [PY, "-m", "rl_tuner_tf.train", "--algorithm=rloo",
+            "--reward=r_mt+rm",
+            f"--reward_model_dir={os.path.join(self.reward_model_run(), 'model')}",
+            "--pg_num_compositions=10", "--rloo_k=5", "--pg_minibatches=2",
+            "--pg_epochs=1", f"--num_notes={16 * 10 * 32}",
+            f"--note_rnn_checkpoint={self.note_rnn_dir()}",
+            f"--output_dir={output_dir}",
+            f"--checkpoint_every_notes={4 * 10 * 32}",
+            f"--log_every_notes={4 * 10 * 32}",
+            f"--figure2_every_notes={8 * 10 * 32}",
+            "--figure2_melodies=10", "--report=false", "--seed=3",
+            "--keep_checkpoints"]
+
   # -- references (uninterrupted runs, built once) ------------------------------
   def _reference(self, name, build):
     if name not in self._ref:
@@ -336,6 +372,40 @@ class Faults:
       assert code == 0, tail(out, 3000)
       return directory
     return self._reference("note_rnn16", build)
+
+  def preference_file(self):
+    """400 pairs of random 32-note melodies rated by 8 simulated listeners
+    who prefer higher melodies."""
+    def build():
+      import numpy as np  # pylint: disable=g-import-not-at-top
+      from rl_tuner_tf import preferences  # pylint: disable=g-import-not-at-top
+      rng = np.random.default_rng(0)
+      a, b = (rng.integers(2, 38, size=(400, 32)) for _ in range(2))
+      rating = preferences.simulate_ratings(
+          a, b, preferences.register_utility, 0.5, 1.0, seed=0)
+      pairs = preferences.PreferencePairs(
+          a, b, rating, np.array([f"p{i % 8}" for i in range(400)]),
+          provenance={"simulated": "register"})
+      path = os.path.join(self.fresh("ref_preferences"), "pairs.npz")
+      preferences.save(pairs, path)
+      return path
+    return self._reference("preferences", build)
+
+  def reward_model_run(self):
+    def build():
+      output_dir = self.fresh("ref_reward_model")
+      code, out = run(self.reward_model_command(output_dir))
+      assert code == 0, tail(out, 3000)
+      return output_dir
+    return self._reference("reward_model", build)
+
+  def _tuned_reference(self, name, command):
+    def build():
+      output_dir = self.fresh(f"ref_{name}")
+      code, out = run(command(output_dir))
+      assert code == 0, tail(out, 3000)
+      return output_dir
+    return self._reference(name, build)
 
   def tuning_run(self):
     def build():
@@ -408,6 +478,44 @@ class Faults:
     same = all(np.array_equal(a.numpy(), b.numpy())
                for a, b in zip(q.variables, ref_q.variables))
     if not same:
+      problems.append("weights differ from the uninterrupted run")
+    return problems
+
+  def check_reward_model(self, output_dir):
+    """The trained reward model scores like the uninterrupted run's
+    (batches drawn from (seed, step), the optimizer in the checkpoint)."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from rl_tuner_tf import preferences  # pylint: disable=g-import-not-at-top
+    from rl_tuner_tf import reward_model  # pylint: disable=g-import-not-at-top
+    try:
+      got = reward_model.load(os.path.join(output_dir, "model"))
+      with open(os.path.join(output_dir, "metrics.json")) as f:
+        steps = json.load(f)["steps"]
+    except Exception as e:  # pylint: disable=broad-except
+      return [f"reward model unreadable: {type(e).__name__}: {e}"]
+    problems = [] if steps == 60 else [f"steps {steps} != 60"]
+    want = reward_model.load(os.path.join(self.reward_model_run(), "model"))
+    tokens = preferences.load(self.preference_file()).tokens_a[:64]
+    if not np.array_equal(got(tokens), want(tokens)):
+      problems.append("scores differ from the uninterrupted run")
+    return problems
+
+  def check_tuned_like(self, output_dir, reference, algorithm):
+    """The run's tuned model has the uninterrupted run's notes and weights."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from rl_tuner_tf import melody_policy  # pylint: disable=g-import-not-at-top
+    try:
+      _, got, _, config = melody_policy.load_tuned(
+          os.path.join(output_dir, algorithm, "model"))
+    except Exception as e:  # pylint: disable=broad-except
+      return [f"tuned model unreadable: {type(e).__name__}: {e}"]
+    _, want, _, want_config = melody_policy.load_tuned(
+        os.path.join(reference, algorithm, "model"))
+    problems = []
+    if config.get("notes_composed") != want_config.get("notes_composed"):
+      problems.append(f"notes_composed {config.get('notes_composed')}")
+    if not all(np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(got.variables, want.variables)):
       problems.append("weights differ from the uninterrupted run")
     return problems
 
@@ -583,6 +691,33 @@ class Faults:
         self.check_export,
         lambda base: bool(glob.glob(os.path.join(base, "*",
                                                  "saved_model.pb"))))
+
+  def fault_kill_reward_model_training(self):
+    self.reward_model_run()
+    return self._kill_trials(
+        "kill -9: reward model training", self.n(2, 4),
+        self._fresh_in("kill_reward_model"), self.reward_model_command,
+        self.check_reward_model,
+        lambda out: os.path.exists(os.path.join(out, "checkpoints",
+                                                "checkpoint")))
+
+  def fault_kill_dpo_tuning(self):
+    reference = self._tuned_reference("dpo", self.dpo_command)
+    return self._kill_trials(
+        "kill -9: DPO tuning", self.n(2, 4), self._fresh_in("kill_dpo"),
+        self.dpo_command,
+        lambda out: self.check_tuned_like(out, reference, "dpo"),
+        lambda out: os.path.exists(os.path.join(out, "dpo", "checkpoints",
+                                                "checkpoint")))
+
+  def fault_kill_rlhf_tuning(self):
+    reference = self._tuned_reference("rlhf", self.rlhf_command)
+    return self._kill_trials(
+        "kill -9: RLHF tuning (RLOO, r_MT + r_RM)", self.n(2, 4),
+        self._fresh_in("kill_rlhf"), self.rlhf_command,
+        lambda out: self.check_tuned_like(out, reference, "rloo"),
+        lambda out: os.path.exists(os.path.join(out, "rloo", "checkpoints",
+                                                "checkpoint")))
 
   # -- damaged checkpoints -------------------------------------------------------
   def fault_truncated_tuning_checkpoint(self):
@@ -881,7 +1016,10 @@ class Faults:
             self.fault_kill_note_rnn_training,
             self.fault_kill_tuning,
             self.fault_kill_evaluation,
-            self.fault_kill_export]
+            self.fault_kill_export,
+            self.fault_kill_reward_model_training,
+            self.fault_kill_dpo_tuning,
+            self.fault_kill_rlhf_tuning]
 
 
 def mutate(data, rng):
