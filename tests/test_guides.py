@@ -60,6 +60,7 @@ EXERCISED_ELSEWHERE = {
     "tests/faults/run_faults.py": "faults/test_faults.py",
     "listening_study.export_preferences": "test_listening_study_server.py",
     "rl_tuner_tf.train_reward_model": "test_reward_model.py",
+    "listening_study.planted_taste": "test_listening_study_planted_taste.py",
 }
 _FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 _MODULE = re.compile(r"python (?:-m )?([\w./]+)")  # a module or a script
