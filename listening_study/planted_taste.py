@@ -123,8 +123,8 @@ class Check:
     return path
 
   def take_study(self, study: str, taste: Dict[str, Any], seed: int,
-                 participants: int, browser: int = 0,
-                 trials: Optional[int] = None) -> List[Dict[str, Any]]:
+                 participants: int, browser: int = 0
+                 ) -> List[Dict[str, Any]]:
     """Simulated listeners take `study` through the real server (unless
     its database already holds their ratings); -> the study's rows."""
     done = os.path.join(study, "taken.json")
@@ -135,8 +135,6 @@ class Check:
       manifest = stimuli.load_manifest(listening_study.stimuli_dir(study))
       speed = self.args.playback_speed
       extra = ["--workers=2", "--threads=8", f"--max_playback_speed={speed}"]
-      if trials:
-        extra.append(f"--trials={trials}")
 
       def taste_of(k):
         return simulate.Taste(manifest, scale=self.args.scale,
