@@ -45,9 +45,9 @@ class PendingLosses:
     """None when no step ran since the last check."""
     if not self._losses:
       return None
-    values = [float(loss) for loss in self._losses]
+    # Summed where they are (one device-to-host read), then averaged.
+    mean = float(sum(self._losses)) / len(self._losses)
     self._losses.clear()
-    mean = sum(values) / len(values)
     if not math.isfinite(mean):
       raise NonFiniteLossError(failure(mean))
     return mean
