@@ -33,6 +33,7 @@ from data_pipeline import run_lock
 from rl_tuner_tf import configuration
 from rl_tuner_tf import melody_policy
 from rl_tuner_tf import note_rnn
+from rl_tuner_tf import reward_model
 import numpy as np
 
 from rl_tuner_tf.evaluation import beyond_rules
@@ -293,10 +294,9 @@ def evaluate_models(
   if fingerprints is None:
     fingerprints = [None] * len(models)
   code = statistics_code_fingerprint() if any(fingerprints) else None
-  scorer = None
-  if reward_model_dir:
-    from rl_tuner_tf import reward_model  # pylint: disable=g-import-not-at-top
-    scorer = reward_model.load(reward_model_dir)
+  scorer = reward_model.load(reward_model_dir) if reward_model_dir else None
+  # r_RM's model counts in the reuse key by its files
+  reward_model_key = model_fingerprint(reward_model_dir) if reward_model_dir else None
   results = {}
   for (name, kind, q_network, reward_rnn, settings), c, fingerprint in zip(
       models, objective_c, fingerprints):
@@ -311,8 +311,8 @@ def evaluate_models(
              "prime_all_classes": bool(prime_all_classes),
              "token_reading": reading, "objective_c": float(c),
              "num_samples": int(num_samples)}
-      if scorer is not None:  # r_RM's model counts by its files
-        key["reward_model"] = model_fingerprint(reward_model_dir)
+      if reward_model_key is not None:
+        key["reward_model"] = reward_model_key
       saved = _reusable(model_dir, key, num_samples) if reuse else None
       if saved is not None:
         log(f"{name}: results reused from {model_dir} (same model files, "
@@ -331,13 +331,10 @@ def evaluate_models(
     stats["kl_objective"] = objective.kl_objective(tokens, log_p, log_pi, c,
                                                    token_reading=reading)
     if scorer is not None:
-      from rl_tuner_tf import reward_model  # pylint: disable=g-import-not-at-top
-      r_rm = reward_model.score_in_batches(scorer, tokens, batch_size=4096)
-      stats["r_rm"] = dict(
-          mean=float(r_rm.mean()),
-          ci95=float(1.96 * r_rm.std(ddof=1) / np.sqrt(len(r_rm)))
-          if len(r_rm) > 1 else float("nan"),
-          reward_model=os.path.abspath(reward_model_dir))
+      mean, ci95 = beyond_rules.mean_ci(
+          reward_model.score_in_batches(scorer, tokens, batch_size=4096))
+      stats["r_rm"] = dict(mean=mean, ci95=ci95,
+                           reward_model=os.path.abspath(reward_model_dir))
     scored = time.time()
     stats.update({"model": name, "kind": kind, "seed": seed,
                   "run_settings": {k: settings[k] for k in seeds.RUN_KEYS

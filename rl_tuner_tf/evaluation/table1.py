@@ -198,8 +198,9 @@ def _cell(value, style):
     return objective.format_objective(value) if isinstance(value, dict) else "n/a"
   if value is None or (isinstance(value, float) and math.isnan(value)):
     return "n/a"
-  if style == "mean_ci":
-    return f"{value['mean']:.2f} ± {value['ci95']:.2f}"
+  if style == "mean_ci":  # {mean, ci95}; ci95 None for a single melody
+    return (f"{value['mean']:.2f}" if value["ci95"] is None else
+            f"{value['mean']:.2f} ± {value['ci95']:.2f}")
   if style == "percent":
     return f"{100.0 * value:.3g} %" if value < 0.01 else f"{100.0 * value:.1f} %"
   return f"{value:.2f}" if style == "float" else str(value)
