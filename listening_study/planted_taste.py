@@ -43,7 +43,6 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
-from scipy import stats
 
 from data_pipeline import atomic_files
 from data_pipeline import console
@@ -54,6 +53,7 @@ from listening_study import app as study_app
 from listening_study import simulate
 from listening_study import stimuli
 from rl_tuner_tf import preferences
+from rl_tuner_tf.evaluation import seeds as seeds_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POOL_MODELS = ("note_rnn", "q", "psi", "g", "rl_only", "ppo", "rloo")
@@ -87,11 +87,11 @@ def run(argv: Sequence[str], log_path: str) -> None:
 
 
 def t_interval(values: Sequence[float]) -> Dict[str, Any]:
-  """Mean and 95 % t-interval half-width over seeds."""
-  x = np.asarray(values, np.float64)
-  half = (float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) /
-                np.sqrt(len(x))) if len(x) > 1 else float("nan"))
-  return dict(mean=float(x.mean()), ci95=half, per_seed=x.tolist())
+  """Mean and 95 % t-interval half-width over seeds (seeds.interval; NaN
+  for one seed), with the values."""
+  mean, half = seeds_lib.interval(values)
+  return dict(mean=mean, ci95=float("nan") if half is None else half,
+              per_seed=[float(v) for v in values])
 
 
 class Check:
@@ -178,11 +178,11 @@ class Check:
     with open(os.path.join(out, "metrics.json")) as f:
       return json.load(f)["validation"]
 
-  def best_on_held_out(self, pairs_path: str, seed: int) -> float:
+  def best_on_held_out(self, pairs: preferences.PreferencePairs,
+                       seed: int) -> float:
     """The Bayes rate of the planted taste on the reward model's held-out
     pairs (the trainer's own split: by participant, 0.2, its seed)."""
-    _, held_out = preferences.split_by_participant(
-        preferences.load(pairs_path), 0.2, seed)
+    _, held_out = preferences.split_by_participant(pairs, 0.2, seed)
     return preferences.best_possible_accuracy(
         held_out.tokens_a, held_out.tokens_b, self.utility, self.args.scale,
         self.args.noise)
@@ -211,17 +211,19 @@ class Check:
     return float(np.mean((margin[decided] > 0) ==
                          (pairs.rating[decided] < preferences.SCALE_MID)))
 
-  def curve(self, pairs_path: str, seed_dir: str, seed: int,
-            test: preferences.PreferencePairs, full_model: str
-            ) -> List[Dict[str, Any]]:
-    pairs = preferences.load(pairs_path)
+  def curve(self, pairs: preferences.PreferencePairs, seed_dir: str,
+            seed: int, test: preferences.PreferencePairs,
+            full_accuracy: float) -> List[Dict[str, Any]]:
+    """Accuracy on `test` of reward models trained on the ratings of whole
+    listeners drawn at random, --curve ratings or more each; the last
+    point is the reward model of all of them (full_accuracy)."""
     people = np.unique(pairs.participant)
     order = np.random.default_rng(seed).permutation(len(people))
+    counts = np.cumsum([np.sum(pairs.participant == people[i])
+                        for i in order])
     points = []
-    for size in sorted(self.args.curve) + [pairs.num_pairs]:
+    for size in sorted(self.args.curve):
       if size < pairs.num_pairs:
-        counts = np.cumsum([np.sum(pairs.participant == people[i])
-                            for i in order])
         taken = people[order[:max(2, int(np.searchsorted(counts, size)) + 1)]]
         subset = pairs.subset(np.flatnonzero(np.isin(pairs.participant,
                                                      taken)))
@@ -231,12 +233,11 @@ class Check:
           preferences.save(subset, path)
         model_dir = os.path.join(seed_dir, "curve", f"rm_{size}")
         self.reward_model(path, model_dir, seed)
-        ratings, model_dir = subset.num_pairs, os.path.join(model_dir, "model")
-      else:
-        ratings, model_dir = pairs.num_pairs, full_model
-      points.append(dict(ratings=int(ratings),
-                         accuracy=self.accuracy_on(model_dir, test)))
-    return points
+        points.append(dict(ratings=int(subset.num_pairs),
+                           accuracy=self.accuracy_on(
+                               os.path.join(model_dir, "model"), test)))
+    return points + [dict(ratings=int(pairs.num_pairs),
+                          accuracy=full_accuracy)]
 
   # -- tuning and evaluation -------------------------------------------------
   def q_model(self, seed: int) -> str:
@@ -332,7 +333,7 @@ class Check:
         return json.load(f)
     pool = os.path.join(self.out, "pool", "stimuli")
     result: Dict[str, Any] = {"seed": seed}
-    files, models = {}, {}
+    files, models, loaded = {}, {}, {}
     for name, taste, browser in (
         ("planted", dict(utility=self.utility),
          self.args.browser_participants),
@@ -342,7 +343,7 @@ class Check:
       rows = self.take_study(study, taste, seed, self.args.participants,
                              browser=browser)
       files[name] = self.export(study)
-      pairs = preferences.load(files[name])
+      loaded[name] = pairs = preferences.load(files[name])
       rm_dir = os.path.join(seed_dir, f"reward_model_{name}")
       held_out = self.reward_model(files[name], rm_dir, seed)
       models[name] = os.path.join(rm_dir, "model")
@@ -353,12 +354,12 @@ class Check:
           held_out_accuracy=held_out["accuracy"],
           held_out_ci95=held_out["accuracy_ci95"],
           held_out_pairs=held_out["pairs_with_preference"],
-          best_possible=(self.best_on_held_out(files[name], seed)
+          best_possible=(self.best_on_held_out(pairs, seed)
                          if name == "planted" else 0.5),
           fresh_accuracy=self.accuracy_on(models[name], test))
     log(f"seed {seed}: learning curve")
-    result["curve"] = self.curve(files["planted"], seed_dir, seed, test,
-                                 models["planted"])
+    result["curve"] = self.curve(loaded["planted"], seed_dir, seed, test,
+                                 result["round1_planted"]["fresh_accuracy"])
     log(f"seed {seed}: tuning and evaluation")
     tuned = self.tune(seed_dir, seed, models["planted"], models["control"],
                       files["planted"])
