@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import urllib.parse
 
 import numpy as np
@@ -39,24 +38,6 @@ PARTICIPANTS = 4
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
   return helpers.make_study(tmp_path_factory.mktemp("server"), per_model=2)
-
-
-def _take_part(participants):
-  codes, errors = {}, []
-
-  def one(k, participant):
-    try:
-      codes[k] = participant.run(external_id=f"sim{k}")
-    except Exception as e:  # pylint: disable=broad-except
-      errors.append(f"participant {k}: {e}")
-  threads = [threading.Thread(target=one, args=(k, p))
-             for k, p in enumerate(participants)]
-  for t in threads:
-    t.start()
-  for t in threads:
-    t.join(300)
-  assert not errors, errors
-  return codes
 
 
 def _cheat(url, taste):
@@ -90,14 +71,14 @@ def test_simulated_participants_take_the_whole_study_over_http(
     participants = [simulate.HttpParticipant(
         server.url, simulate.Taste(manifest, quality, seed=k),
         playback_speed=SPEED) for k in range(PARTICIPANTS)]
-    codes = _take_part(participants)
+    codes = simulate.take_part(participants, threads=PARTICIPANTS)
     _cheat(server.url, simulate.Taste(manifest, quality))
     admin = simulate.HttpParticipant(server.url, None)
     status, _, text = admin.request(
         "GET", "/admin/export.csv",
         headers={"Authorization": f"Bearer {helpers.ADMIN_TOKEN}"})
   assert status == 200
-  assert len(codes) == PARTICIPANTS and all(codes.values())
+  assert len(codes) == PARTICIPANTS and all(codes)
   trials_each = len(design.model_pairs(manifest["models"])) + 1
   assert all(p.audio_bytes > 0 for p in participants)
   exported = list(csv.DictReader(io.StringIO(text)))

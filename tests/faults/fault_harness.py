@@ -346,13 +346,18 @@ class Faults:
       self._ref[name + "_seconds"] = time.time() - start
     return self._ref[name]
 
-  def corpus_root(self):
+  def _command_reference(self, name, command):
+    """The folder ref_<name> written by command(folder), run once without
+    a fault (it must succeed): what the fault trials compare with."""
     def build():
-      root = self.fresh("ref_corpus")
-      code, out = run(self.corpus_command(root))
+      output_dir = self.fresh(f"ref_{name}")
+      code, out = run(command(output_dir))
       assert code == 0, tail(out, 3000)
-      return root
-    return self._reference("corpus", build)
+      return output_dir
+    return self._reference(name, build)
+
+  def corpus_root(self):
+    return self._command_reference("corpus", self.corpus_command)
 
   def midi_dir(self):
     return os.path.join(self.corpus_root(), "corpus_midi")
@@ -392,47 +397,19 @@ class Faults:
     return self._reference("preferences", build)
 
   def reward_model_run(self):
-    def build():
-      output_dir = self.fresh("ref_reward_model")
-      code, out = run(self.reward_model_command(output_dir))
-      assert code == 0, tail(out, 3000)
-      return output_dir
-    return self._reference("reward_model", build)
-
-  def _tuned_reference(self, name, command):
-    def build():
-      output_dir = self.fresh(f"ref_{name}")
-      code, out = run(command(output_dir))
-      assert code == 0, tail(out, 3000)
-      return output_dir
-    return self._reference(name, build)
+    return self._command_reference("reward_model", self.reward_model_command)
 
   def tuning_run(self):
-    def build():
-      output_dir = self.fresh("ref_tuning")
-      code, out = run(self.tune_command(output_dir))
-      assert code == 0, tail(out, 3000)
-      return output_dir
-    return self._reference("tuning", build)
+    return self._command_reference("tuning", self.tune_command)
 
   def tuned_model_dir(self):
     return os.path.join(self.tuning_run(), "q", "model")
 
   def note_rnn_run(self):
-    def build():
-      run_dir = self.fresh("ref_note_rnn_run")
-      code, out = run(self.note_rnn_command(run_dir))
-      assert code == 0, tail(out, 3000)
-      return run_dir
-    return self._reference("note_rnn_run", build)
+    return self._command_reference("note_rnn_run", self.note_rnn_command)
 
   def evaluation(self):
-    def build():
-      output_dir = self.fresh("ref_evaluation")
-      code, out = run(self.evaluate_command(output_dir))
-      assert code == 0, tail(out, 3000)
-      return output_dir
-    return self._reference("evaluation", build)
+    return self._command_reference("evaluation", self.evaluate_command)
 
   # -- validity checks ---------------------------------------------------------
   def check_dataset(self, output_dir, reference):
@@ -644,12 +621,7 @@ class Faults:
             os.path.join(root, "corpus_midi_manifest.json")))
 
   def _dataset_reference(self):
-    def build():
-      output_dir = self.fresh("ref_dataset")
-      code, out = run(self.dataset_command(output_dir))
-      assert code == 0, tail(out, 3000)
-      return output_dir
-    return self._reference("dataset", build)
+    return self._command_reference("dataset", self.dataset_command)
 
   def fault_kill_dataset_build(self):
     reference = self._dataset_reference()
@@ -702,7 +674,7 @@ class Faults:
                                                 "checkpoint")))
 
   def fault_kill_dpo_tuning(self):
-    reference = self._tuned_reference("dpo", self.dpo_command)
+    reference = self._command_reference("dpo", self.dpo_command)
     return self._kill_trials(
         "kill -9: DPO tuning", self.n(2, 4), self._fresh_in("kill_dpo"),
         self.dpo_command,
@@ -711,7 +683,7 @@ class Faults:
                                                 "checkpoint")))
 
   def fault_kill_rlhf_tuning(self):
-    reference = self._tuned_reference("rlhf", self.rlhf_command)
+    reference = self._command_reference("rlhf", self.rlhf_command)
     return self._kill_trials(
         "kill -9: RLHF tuning (RLOO, r_MT + r_RM)", self.n(2, 4),
         self._fresh_in("kill_rlhf"), self.rlhf_command,
